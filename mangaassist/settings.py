@@ -1,0 +1,204 @@
+"""MangaAssist Console settings: one module, driven by the environment.
+
+Local development and tests run on the embedded defaults below. Production differs only by
+environment variables (``MANGAASSIST_ENV=production`` plus the endpoints); see README.md
+"Configuration" and ``.env.example``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from .env import env_bool, env_float, env_int, env_list, env_optional, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+MANGAASSIST_ENV = env_str("MANGAASSIST_ENV", "local")
+if MANGAASSIST_ENV not in {"local", "production"}:
+    raise ImproperlyConfigured(f"MANGAASSIST_ENV={MANGAASSIST_ENV!r} must be 'local' or 'production'")
+PRODUCTION = MANGAASSIST_ENV == "production"
+
+# --- Django core -----------------------------------------------------------------------------
+DEBUG = env_bool("DJANGO_DEBUG", not PRODUCTION)
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured("DJANGO_DEBUG must be off when MANGAASSIST_ENV=production")
+# A fixed key is acceptable only for local use; production must bring its own.
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", None if PRODUCTION else "local-dev-only-secret-key-not-for-production-use-0123456789")
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "sessions_app",
+    "dashboard",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "mangaassist.urls"
+WSGI_APPLICATION = "mangaassist.wsgi.application"
+ASGI_APPLICATION = "mangaassist.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# SQLite by default (users, groups, API keys, audit log); any DATABASE_URL overrides it,
+# e.g. postgres://user:pass@host:5432/mangaassist.
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+        conn_health_checks=True,
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if PRODUCTION
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+
+# --- Security (production) ---------------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the cookie-less template tag; kept default
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+if PRODUCTION:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31536000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", True)
+
+# --- DynamoDB / DAX ----------------------------------------------------------------------------
+AWS_REGION = env_str("AWS_REGION", env_str("AWS_DEFAULT_REGION", "us-east-1"))
+DYNAMODB_TABLE = env_str("DYNAMODB_TABLE", "mangaassist-sessions")
+# Unset in production (the regional AWS endpoint is used); set to DynamoDB Local locally.
+DYNAMODB_ENDPOINT = env_optional("DYNAMODB_ENDPOINT") if PRODUCTION else env_str("DYNAMODB_ENDPOINT", "http://127.0.0.1:8100")
+DYNAMODB_CONNECT_TIMEOUT = env_float("DYNAMODB_CONNECT_TIMEOUT", 1.0, minimum=0.05)
+DYNAMODB_READ_TIMEOUT = env_float("DYNAMODB_READ_TIMEOUT", 3.0, minimum=0.05)
+DYNAMODB_MAX_RETRIES = env_int("DYNAMODB_MAX_RETRIES", 3, minimum=0)
+# Write sharding of the by-day index: changing it on a live table re-keys new sessions only,
+# so readers query max(old, new) shards; see sessions_app/keys.py.
+DYNAMODB_DAY_SHARDS = env_int("DYNAMODB_DAY_SHARDS", 8, minimum=1)
+DYNAMODB_STATUS_SHARDS = env_int("DYNAMODB_STATUS_SHARDS", 4, minimum=1)
+SESSION_TTL_DAYS = env_int("SESSION_TTL_DAYS", 365, minimum=1)
+
+DAX_ENDPOINTS = env_list("DAX_ENDPOINTS", [])
+DAX_WRITE_THROUGH = env_bool("DAX_WRITE_THROUGH", True)
+DAX_BREAKER_FAILURES = env_int("DAX_BREAKER_FAILURES", 3, minimum=1)
+DAX_BREAKER_RESET_SECONDS = env_float("DAX_BREAKER_RESET_SECONDS", 10.0, minimum=0.0)
+DAX_REQUEST_TIMEOUT = env_float("DAX_REQUEST_TIMEOUT", 1.0, minimum=0.05)
+DAX_STATS_URL = env_optional("DAX_STATS_URL")
+
+# --- Redis ------------------------------------------------------------------------------------
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 0.25, minimum=0.01)
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": env_str("REDIS_KEY_PREFIX", "ma"),
+        "TIMEOUT": 300,
+        "OPTIONS": {
+            "CLIENT_CLASS": "django_redis.client.DefaultClient",
+            "SOCKET_CONNECT_TIMEOUT": REDIS_SOCKET_TIMEOUT,
+            "SOCKET_TIMEOUT": REDIS_SOCKET_TIMEOUT,
+            "CONNECTION_POOL_KWARGS": {"max_connections": env_int("REDIS_MAX_CONNECTIONS", 200, minimum=1)},
+        },
+    }
+}
+
+# --- Product limits -------------------------------------------------------------------------------
+TURN_TEXT_MAX_BYTES = env_int("TURN_TEXT_MAX_BYTES", 16 * 1024, minimum=1)
+CONTEXT_DEFAULT_TURNS = env_int("CONTEXT_DEFAULT_TURNS", 20, minimum=1)
+CONTEXT_MAX_TURNS = env_int("CONTEXT_MAX_TURNS", 200, minimum=1)
+CONTEXT_CACHE_TTL = env_int("CONTEXT_CACHE_TTL", 300, minimum=1)
+RATE_LIMIT_TURNS = env_int("RATE_LIMIT_TURNS", 30, minimum=1)
+RATE_LIMIT_WINDOW_SECONDS = env_int("RATE_LIMIT_WINDOW_SECONDS", 60, minimum=1)
+SESSION_LOCK_TIMEOUT = env_float("SESSION_LOCK_TIMEOUT", 5.0, minimum=0.1)
+SESSION_LOCK_WAIT = env_float("SESSION_LOCK_WAIT", 0.5, minimum=0.0)
+PRESENCE_TTL_SECONDS = env_int("PRESENCE_TTL_SECONDS", 90, minimum=1)
+CONNECTION_TTL_SECONDS = env_int("CONNECTION_TTL_SECONDS", 7200, minimum=1)
+PAGE_SIZE = env_int("PAGE_SIZE", 25, minimum=1)
+
+# --- Celery -------------------------------------------------------------------------------------
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "redis://127.0.0.1:6379/1")
+CELERY_RESULT_BACKEND = env_optional("CELERY_RESULT_BACKEND")
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+SUMMARY_EVERY_N_TURNS = env_int("SUMMARY_EVERY_N_TURNS", 10, minimum=1)
+SUMMARY_IDLE_MINUTES = env_int("SUMMARY_IDLE_MINUTES", 15, minimum=1)
+SUMMARIZER = env_str("SUMMARIZER", "extractive")
+BEDROCK_MODEL_ID = env_str("BEDROCK_MODEL_ID", "anthropic.claude-3-haiku-20240307-v1:0")
+
+# --- Logging ------------------------------------------------------------------------------------
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "botocore": {"level": "WARNING"},
+        "pynamodb": {"level": "WARNING"},
+        "amazondax": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,63 @@
+"""Test infrastructure: a real DynamoDB Local and a real redis-server, on free ports, per session.
+
+Both are started by this session and stopped at its end; nothing uses the ports `make run` uses.
+Django settings are already imported when fixtures run, so the session fixture points the
+settings (and the environment, for subprocesses such as Celery workers) at the new servers.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from django.conf import settings
+
+from devtools import procs
+
+
+@pytest.fixture(scope="session")
+def infra(tmp_path_factory):
+    logs = tmp_path_factory.mktemp("infra-logs")
+    ddb_port, redis_port = procs.free_port(), procs.free_port()
+    ddb = procs.start_dynamodb_local(ddb_port, log=logs / "dynamodb.log")
+    redis = procs.start_redis(redis_port, log=logs / "redis.log")
+    endpoint = f"http://127.0.0.1:{ddb_port}"
+    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    broker_url = f"redis://127.0.0.1:{redis_port}/1"
+    env = {
+        "DYNAMODB_ENDPOINT": endpoint,
+        "REDIS_URL": redis_url,
+        "CELERY_BROKER_URL": broker_url,
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_REGION": "us-east-1",
+    }
+    os.environ.update(env)
+    settings.DYNAMODB_ENDPOINT = endpoint
+    settings.REDIS_URL = redis_url
+    settings.CELERY_BROKER_URL = broker_url
+    settings.CACHES["default"]["LOCATION"] = redis_url
+    info = {"dynamodb_endpoint": endpoint, "redis_url": redis_url, "redis_port": redis_port, "broker_url": broker_url, "logs": logs}
+    try:
+        yield info
+    finally:
+        procs.stop(redis)
+        procs.stop(ddb)
+
+
+@pytest.fixture
+def redis_client(infra):
+    """A raw redis-py client on the test server, flushed before and after the test."""
+    import redis
+
+    client = redis.Redis.from_url(infra["redis_url"])
+    client.flushall()
+    yield client
+    client.flushall()
+    client.close()
+
+
+@pytest.fixture
+def table_name(infra):
+    return f"test-{uuid.uuid4().hex[:12]}"
