@@ -1,0 +1,80 @@
+"""The project's own exceptions: every external boundary translates its errors into these.
+
+Views map them to HTTP status codes (see ``http_status``); Celery tasks retry on the transient
+ones (``StoreUnavailable``).
+"""
+
+from __future__ import annotations
+
+
+class MangaAssistError(Exception):
+    """Base class. ``code`` is a stable machine-readable name used in API error bodies."""
+
+    code = "error"
+    http_status = 400
+
+    def __init__(self, message: str, *, field: str | None = None, **details):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.details = details
+
+
+class StoreUnavailable(MangaAssistError):
+    """DynamoDB (and DAX, when it is the only path) could not be reached or timed out."""
+
+    code = "store_unavailable"
+    http_status = 503
+
+
+class SessionNotFound(MangaAssistError):
+    code = "session_not_found"
+    http_status = 404
+
+
+class SessionClosed(MangaAssistError):
+    code = "session_closed"
+    http_status = 409
+
+
+class SessionLocked(MangaAssistError):
+    """Another writer holds the session's write lock longer than we were willing to wait."""
+
+    code = "session_locked"
+    http_status = 409
+
+
+class ConflictRetryExhausted(MangaAssistError):
+    """Optimistic concurrency lost too many races in a row; the caller may retry."""
+
+    code = "write_conflict"
+    http_status = 409
+
+
+class RateLimited(MangaAssistError):
+    code = "rate_limited"
+    http_status = 429
+
+    def __init__(self, message: str, *, limit: int, remaining: int, reset_seconds: float, retry_after: float):
+        super().__init__(message)
+        self.limit = limit
+        self.remaining = remaining
+        self.reset_seconds = reset_seconds
+        self.retry_after = retry_after
+
+
+class InvalidCursor(MangaAssistError):
+    code = "invalid_cursor"
+    http_status = 400
+
+
+class InvalidInput(MangaAssistError):
+    code = "invalid_input"
+    http_status = 400
+
+
+class RedisUnavailable(MangaAssistError):
+    """Raised inside sessions_app.realtime only; callers decide how to degrade."""
+
+    code = "redis_unavailable"
+    http_status = 503
