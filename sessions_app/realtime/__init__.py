@@ -1,0 +1,65 @@
+"""The one package that talks to Redis: rate limit, write lock, presence, connections, context cache.
+
+Every key is built in ``keys.py`` and has a TTL; every function documents what it does when
+Redis is unavailable (architecture.md §5). Import the public API from here.
+"""
+
+from .client import degraded_events, degraded_events_reset, redis_boundary, redis_connection
+from .connections import connection_delete, connection_get, connection_put, connections_for_session
+from .context_cache import (
+    CacheMinute,
+    CacheRead,
+    context_cache_forget,
+    context_cache_get,
+    context_cache_hit_ratio,
+    context_cache_invalidate,
+    context_cache_put,
+    context_cache_stats,
+    context_cache_turn_written,
+)
+from .locks import LockState, session_write_lock
+from .presence import (
+    Presence,
+    presence_clear,
+    presence_get,
+    presence_heartbeat,
+    presence_online,
+    presence_online_count,
+)
+from .privacy import realtime_forget_session, realtime_keys_for_session
+from .ratelimit import RateDecision, RateMinute, rate_limit_hit, rate_limit_peek, rate_limit_stats
+
+__all__ = [
+    "CacheMinute",
+    "CacheRead",
+    "LockState",
+    "Presence",
+    "RateDecision",
+    "RateMinute",
+    "connection_delete",
+    "connection_get",
+    "connection_put",
+    "connections_for_session",
+    "context_cache_forget",
+    "context_cache_get",
+    "context_cache_hit_ratio",
+    "context_cache_invalidate",
+    "context_cache_put",
+    "context_cache_stats",
+    "context_cache_turn_written",
+    "degraded_events",
+    "degraded_events_reset",
+    "presence_clear",
+    "presence_get",
+    "presence_heartbeat",
+    "presence_online",
+    "presence_online_count",
+    "rate_limit_hit",
+    "rate_limit_peek",
+    "rate_limit_stats",
+    "realtime_forget_session",
+    "realtime_keys_for_session",
+    "redis_boundary",
+    "redis_connection",
+    "session_write_lock",
+]

@@ -1,0 +1,219 @@
+"""Cache-aside for a session's context (response-ready bytes), with read-your-writes.
+
+One hash per session, ``ctx:<session_id>``:
+
+- field ``seq`` — the *hint*: the highest turn seq known to have been written to DynamoDB;
+- one field per variant (``t20`` = "last 20 turns", ...) holding ``b"<seq>|" + payload``, where
+  seq is the last turn the payload contains.
+
+A payload is served only when it is at least as new as the hint. The append path raises the hint
+and drops every variant right after its DynamoDB write (``context_cache_turn_written``), so the
+writer's next read misses and goes to the store; ``context_cache_put`` refuses to install a
+payload older than the hint, so a reader that loaded before a newer write can't re-install the
+old context afterwards. The hint is returned on every read so the store query can be bounded by
+it (architecture.md §4: a changed bound defeats DAX's query cache).
+
+Limits: if Redis loses the hint (restart, eviction, or ``turn_written`` failing while Redis was
+unreachable but kept its data), a stale payload may be served until ``CONTEXT_CACHE_TTL``. A
+caller that knows its own last appended seq passes ``min_seq`` to ``context_cache_get`` and gets
+read-your-writes regardless.
+
+The read runs as a Lua script rather than a bare HMGET so the hit/miss counter rides in the same
+round trip; it must hit the primary anyway (a replica's lag would break read-your-writes).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sessions_app.exceptions import RedisUnavailable
+
+from . import keys
+from .client import LuaScript, redis_boundary, redis_connection
+
+_HINT = keys.CONTEXT_HINT_FIELD
+
+_get_script = LuaScript(
+    """
+local v = redis.call('HMGET', KEYS[1], ARGV[1], ARGV[2])
+local hint, value = v[1], v[2]
+local hit = false
+if hint and value then
+  local bar = string.find(value, '|', 1, true)
+  if bar then
+    local have = tonumber(string.sub(value, 1, bar - 1))
+    local need = math.max(tonumber(hint), tonumber(ARGV[3]))
+    hit = have ~= nil and have >= need
+  end
+end
+redis.call('HINCRBY', KEYS[2], hit and 'hit' or 'miss', 1)
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+if hit then return {hint, value} end
+return {hint, false}
+"""
+)
+
+_put_script = LuaScript(
+    """
+local hint = redis.call('HGET', KEYS[1], ARGV[1])
+local seq = tonumber(ARGV[3])
+if hint and seq < tonumber(hint) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[4])
+if (not hint) or seq > tonumber(hint) then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+)
+
+_turn_written_script = LuaScript(
+    """
+local hint = redis.call('HGET', KEYS[1], ARGV[1])
+local seq = ARGV[2]
+if hint and tonumber(hint) > tonumber(seq) then seq = hint end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], ARGV[1], seq)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return seq
+"""
+)
+
+_invalidate_script = LuaScript(
+    """
+local dropped = 0
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if field ~= ARGV[1] then
+    redis.call('HDEL', KEYS[1], field)
+    dropped = dropped + 1
+  end
+end
+return dropped
+"""
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheRead:
+    """``payload``: the cached bytes, or None (miss). ``hint``: highest seq known written, or None.
+
+    ``degraded``: Redis was unavailable; load from the store and don't expect ``put`` to stick.
+    """
+
+    payload: bytes | None
+    hint: int | None
+    degraded: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CacheMinute:
+    minute_start: int
+    hits: int
+    misses: int
+
+
+def _check_variant(variant: str) -> str:
+    if not variant or variant == _HINT:
+        raise ValueError(f"invalid context cache variant {variant!r}")
+    return variant
+
+
+def _stats_key_now() -> str:
+    return keys.stats_context_key(bucket=keys.stats_bucket(epoch_seconds=time.time()))
+
+
+def context_cache_get(*, session_id: str, variant: str, min_seq: int | None = None) -> CacheRead:
+    """Read the cached ``variant`` of the session's context (one round trip).
+
+    Served only if the hint exists and the payload covers it (and ``min_seq``, when given: the
+    caller's own last appended seq). Counts a hit or miss for the console.
+    Redis down: ``CacheRead(None, None, degraded=True)``, logged and counted; never raises.
+    """
+    try:
+        with redis_boundary("context_cache_get"):
+            hint, value = _get_script(
+                keys=[keys.context_key(session_id=session_id), _stats_key_now()],
+                args=[_HINT, _check_variant(variant), -1 if min_seq is None else int(min_seq), keys.stats_ttl_seconds()],
+            )
+    except RedisUnavailable:
+        return CacheRead(payload=None, hint=None, degraded=True)
+    payload = value[value.index(b"|") + 1 :] if value is not None else None
+    return CacheRead(payload=payload, hint=int(hint) if hint is not None else None)
+
+
+def context_cache_put(*, session_id: str, variant: str, seq: int, payload: bytes) -> bool:
+    """Install ``payload`` (which contains turns up to ``seq``) unless a newer write is known.
+
+    Returns True if stored. False when ``seq`` is older than the hint (a write landed after this
+    reader loaded: installing it would hide that write) or when Redis is unavailable (logged and
+    counted; never raises). Raises the hint to ``seq`` and refreshes ``CONTEXT_CACHE_TTL``.
+    """
+    try:
+        with redis_boundary("context_cache_put"):
+            stored = _put_script(
+                keys=[keys.context_key(session_id=session_id)],
+                args=[_HINT, _check_variant(variant), int(seq), b"%d|" % int(seq) + payload, keys.context_ttl_seconds()],
+            )
+    except RedisUnavailable:
+        return False
+    return bool(stored)
+
+
+def context_cache_turn_written(*, session_id: str, seq: int) -> None:
+    """Record that turn ``seq`` is durably written: raise the hint, drop every cached variant.
+
+    Call right after the DynamoDB write succeeds, before answering the writer. Redis down:
+    logged and counted, no exception (see the module docstring for what that costs).
+    """
+    try:
+        with redis_boundary("context_cache_turn_written"):
+            _turn_written_script(
+                keys=[keys.context_key(session_id=session_id)], args=[_HINT, int(seq), keys.context_ttl_seconds()]
+            )
+    except RedisUnavailable:
+        pass
+
+
+def context_cache_invalidate(*, session_id: str) -> None:
+    """Drop every cached variant but keep the hint (summary written, session closed, ...).
+
+    Redis down: logged and counted, no exception.
+    """
+    try:
+        with redis_boundary("context_cache_invalidate"):
+            _invalidate_script(keys=[keys.context_key(session_id=session_id)], args=[_HINT])
+    except RedisUnavailable:
+        pass
+
+
+def context_cache_forget(*, session_id: str) -> None:
+    """Delete the session's whole cache entry, hint included (privacy delete).
+
+    Redis down: raises ``RedisUnavailable`` — a privacy delete must know it did not happen.
+    """
+    with redis_boundary("context_cache_forget"):
+        redis_connection().delete(keys.context_key(session_id=session_id))
+
+
+def context_cache_stats(*, minutes: int = 15) -> list[CacheMinute] | None:
+    """Hits and misses per minute for the last ``minutes`` minutes, newest first. Redis down: None."""
+    now = time.time()
+    buckets = [keys.stats_bucket(epoch_seconds=now - 60 * i) for i in range(max(1, minutes))]
+    try:
+        with redis_boundary("context_cache_stats"):
+            pipe = redis_connection().pipeline(transaction=False)
+            for bucket in buckets:
+                pipe.hmget(keys.stats_context_key(bucket=bucket), "hit", "miss")
+            rows = pipe.execute()
+    except RedisUnavailable:
+        return None
+    return [CacheMinute(minute_start=b, hits=int(h or 0), misses=int(m or 0)) for b, (h, m) in zip(buckets, rows, strict=True)]
+
+
+def context_cache_hit_ratio(*, minutes: int = 15) -> float | None:
+    """Hits / lookups over the last ``minutes`` minutes; None with no lookups or Redis down."""
+    stats = context_cache_stats(minutes=minutes)
+    if stats is None:
+        return None
+    hits = sum(m.hits for m in stats)
+    total = hits + sum(m.misses for m in stats)
+    return hits / total if total else None

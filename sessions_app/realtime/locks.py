@@ -1,0 +1,73 @@
+"""Per-session write lock: redis-py's ``Lock`` (random token, compare-and-delete release).
+
+The lock only keeps concurrent appends to one session from burning DynamoDB conditional-write
+retries; correctness comes from the conditional write (architecture.md §3). That is why losing
+the lock — Redis down, or the lock expiring mid-write — is logged and tolerated, never fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from django.conf import settings
+from redis import exceptions as rx
+
+from sessions_app.exceptions import RedisUnavailable, SessionLocked
+
+from . import keys
+from .client import degraded_event_record, redis_boundary, redis_connection
+
+logger = logging.getLogger("sessions_app.realtime")
+
+# Poll interval while waiting for a contended lock: short relative to SESSION_LOCK_WAIT (0.5 s)
+# so a released lock is picked up quickly, long enough not to hammer Redis.
+_POLL_SECONDS = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class LockState:
+    """What the holder got: ``held`` False only when Redis was unavailable (``degraded``)."""
+
+    held: bool
+    degraded: bool
+
+
+@contextmanager
+def session_write_lock(*, session_id: str) -> Iterator[LockState]:
+    """Hold the session's write lock for the block.
+
+    Waits up to ``SESSION_LOCK_WAIT`` seconds for a contended lock, then raises ``SessionLocked``
+    (HTTP 409). The lock expires after ``SESSION_LOCK_TIMEOUT`` seconds even if the holder dies.
+
+    Redis down (at acquire): yields ``LockState(held=False, degraded=True)`` — the write goes
+    ahead unlocked and the conditional write guards it; logged and counted. Release problems
+    (the lock expired and maybe was taken by another writer → ``LockNotOwnedError``; Redis went
+    away mid-block) are logged, never raised: the block's work has already been done.
+    """
+    lock = redis_connection().lock(
+        keys.session_lock_key(session_id=session_id),
+        timeout=keys.session_lock_ttl_seconds(),
+        sleep=_POLL_SECONDS,
+        blocking=True,
+        blocking_timeout=settings.SESSION_LOCK_WAIT,
+    )
+    try:
+        with redis_boundary("session_write_lock"):
+            acquired = lock.acquire()
+    except RedisUnavailable:
+        yield LockState(held=False, degraded=True)
+        return
+    if not acquired:
+        raise SessionLocked("Another write to this session is in progress; retry shortly.", session_id=session_id)
+    try:
+        yield LockState(held=True, degraded=False)
+    finally:
+        try:
+            lock.release()
+        except rx.LockNotOwnedError:
+            logger.warning("session write lock for %s expired before release (held > %ss)", session_id, lock.timeout)
+        except rx.RedisError as error:
+            degraded_event_record(operation="session_write_lock_release", error=error)

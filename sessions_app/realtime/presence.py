@@ -1,0 +1,153 @@
+"""Who is chatting right now: heartbeat-driven presence for the staff console.
+
+One sorted set ``presence:online`` (member: session id, score: Redis TIME of the last heartbeat,
+in milliseconds) answers "online now" as a range query; entries older than
+``PRESENCE_TTL_SECONDS`` are trimmed on every heartbeat and ignored by every read, so a session
+that stops sending heartbeats goes offline without a sweeper. The zset itself expires after the
+same TTL when no session at all is heartbeating. Server time keeps app-server clock skew out of
+"how long ago".
+
+When Redis is unavailable presence is *unknown*, never "offline": the console must not tell
+staff that a customer left because our cache is down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from sessions_app.exceptions import RedisUnavailable
+
+from . import keys
+from .client import LuaScript, redis_boundary, redis_connection
+
+_NOW_MS = "local t = redis.call('TIME')\nlocal now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)"
+
+_heartbeat_script = LuaScript(
+    _NOW_MS
+    + """
+local zset, conn = KEYS[1], KEYS[2]
+local ttl = tonumber(ARGV[1])
+redis.call('ZADD', zset, now, ARGV[2])
+redis.call('ZREMRANGEBYSCORE', zset, '-inf', now - ttl * 1000)
+redis.call('EXPIRE', zset, ttl)
+if ARGV[3] ~= '' then
+  redis.call('SET', conn, ARGV[3], 'EX', ttl)
+else
+  redis.call('EXPIRE', conn, ttl)
+end
+return now
+"""
+)
+
+_get_script = LuaScript(
+    _NOW_MS
+    + """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+local conn = redis.call('GET', KEYS[2])
+if not score then return {-1, conn} end
+return {now - tonumber(score), conn}
+"""
+)
+
+_online_script = LuaScript(
+    _NOW_MS
+    + """
+local floor = now - tonumber(ARGV[1]) * 1000
+local limit = tonumber(ARGV[2])
+local count = redis.call('ZCOUNT', KEYS[1], floor, '+inf')
+if limit < 0 then return {count} end
+local ids = redis.call('ZRANGE', KEYS[1], '+inf', floor, 'BYSCORE', 'REV', 'LIMIT', 0, limit)
+return {count, ids}
+"""
+)
+
+PresenceState = Literal["online", "offline", "unknown"]
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    state: PresenceState
+    heartbeat_age_seconds: float | None  # None when never seen (or expired) or unknown
+    connection_id: str | None
+
+
+def presence_heartbeat(*, session_id: str, connection_id: str | None = None) -> bool:
+    """Mark ``session_id`` online now (one round trip). Returns False when Redis is unavailable.
+
+    ``connection_id`` records which WebSocket connection is heartbeating; omitted, the recorded
+    one (if any) is kept alive. Redis down: returns False, logged and counted; never raises —
+    a missed heartbeat only makes the session look "unknown" to the console.
+    """
+    try:
+        with redis_boundary("presence_heartbeat"):
+            _heartbeat_script(
+                keys=[keys.presence_online_key(), keys.presence_session_key(session_id=session_id)],
+                args=[keys.presence_ttl_seconds(), session_id, connection_id or ""],
+            )
+    except RedisUnavailable:
+        return False
+    return True
+
+
+def presence_get(*, session_id: str) -> Presence:
+    """The session's presence: online if it heartbeated within ``PRESENCE_TTL_SECONDS``.
+
+    Redis down: ``Presence("unknown", None, None)``; never raises.
+    """
+    try:
+        with redis_boundary("presence_get"):
+            age_ms, conn = _get_script(
+                keys=[keys.presence_online_key(), keys.presence_session_key(session_id=session_id)],
+                args=[session_id],
+            )
+    except RedisUnavailable:
+        return Presence(state="unknown", heartbeat_age_seconds=None, connection_id=None)
+    connection_id = conn.decode() if conn is not None else None
+    age_ms = int(age_ms)
+    if age_ms < 0:
+        return Presence(state="offline", heartbeat_age_seconds=None, connection_id=None)
+    age = age_ms / 1000
+    # A stale entry may linger until the next heartbeat trims it; it still reads as offline.
+    if age > keys.presence_ttl_seconds():
+        return Presence(state="offline", heartbeat_age_seconds=age, connection_id=None)
+    return Presence(state="online", heartbeat_age_seconds=age, connection_id=connection_id)
+
+
+def presence_online(*, limit: int = 100) -> list[str] | None:
+    """Session ids online now, most recent heartbeat first, at most ``limit``.
+
+    Redis down: None (unknown — not an empty list, which would mean "nobody online").
+    """
+    try:
+        with redis_boundary("presence_online"):
+            _count, ids = _online_script(keys=[keys.presence_online_key()], args=[keys.presence_ttl_seconds(), max(0, limit)])
+    except RedisUnavailable:
+        return None
+    return [i.decode() for i in ids]
+
+
+def presence_online_count() -> int | None:
+    """How many sessions are online now. Redis down: None (unknown)."""
+    try:
+        with redis_boundary("presence_online_count"):
+            (count,) = _online_script(keys=[keys.presence_online_key()], args=[keys.presence_ttl_seconds(), -1])
+    except RedisUnavailable:
+        return None
+    return int(count)
+
+
+def presence_clear(*, session_id: str) -> bool:
+    """Mark the session offline now (disconnect, close). Returns False when Redis is unavailable.
+
+    Redis down: logged and counted, no exception; the entry ages out on its own.
+    """
+    try:
+        with redis_boundary("presence_clear"):
+            pipe = redis_connection().pipeline(transaction=True)
+            pipe.zrem(keys.presence_online_key(), session_id)
+            pipe.delete(keys.presence_session_key(session_id=session_id))
+            pipe.execute()
+    except RedisUnavailable:
+        return False
+    return True
