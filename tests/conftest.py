@@ -61,3 +61,19 @@ def redis_client(infra):
 @pytest.fixture
 def table_name(infra):
     return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def ddb(infra, table_name, settings):
+    """A fresh, empty session table on DynamoDB Local (direct, no DAX) for one test."""
+    from sessions_app import dynamo
+    from sessions_app.services import table_delete, table_ensure
+
+    settings.DYNAMODB_TABLE = table_name
+    settings.DYNAMODB_ENDPOINT = infra["dynamodb_endpoint"]
+    settings.DAX_ENDPOINTS = []
+    dynamo.reset_connections()
+    table_ensure(table_name=table_name)
+    yield table_name
+    table_delete(table_name=table_name)
+    dynamo.reset_connections()

@@ -1,0 +1,397 @@
+"""The ONE module that builds DynamoDB and DAX connections.
+
+PynamoDB models get their connection from :func:`table_connection`. That connection is a
+:class:`RoutedConnection`: with ``DAX_ENDPOINTS`` set, data reads (GetItem, BatchGetItem, Query,
+Scan) go to an ``amazondax.AmazonDaxClient`` and so do writes (write-through keeps DAX's item cache
+fresh) unless ``DAX_WRITE_THROUGH=0``. Everything else goes to DynamoDB:
+
+* table operations (DAX does not implement them);
+* reads with ``ConsistentRead=True`` (DAX would pass them through anyway; going direct saves a hop);
+* TransactGetItems (DAX passes them through uncached);
+* any call while DAX is unreachable: a circuit breaker opens after ``DAX_BREAKER_FAILURES``
+  consecutive failures and lets one probe through every ``DAX_BREAKER_RESET_SECONDS``.
+
+Only failures that mean "DAX is unreachable or unhealthy" fall back; conditional-check, validation
+and throttling errors are answers, not failures, and are raised as usual.
+
+DAX background: https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/DAX.consistency.html
+PynamoDB has no DAX support of its own (pynamodb/PynamoDB#687).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import socket
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from django.conf import settings
+from pynamodb.connection.base import Connection, MetaTable
+from pynamodb.connection.table import TableConnection
+from pynamodb.exceptions import PynamoDBConnectionError, TableError
+
+from .exceptions import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+DATA_READS = frozenset({"GetItem", "BatchGetItem", "Query", "Scan"})
+DATA_WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
+_SNAKE = {
+    "GetItem": "get_item", "BatchGetItem": "batch_get_item", "Query": "query", "Scan": "scan",
+    "PutItem": "put_item", "UpdateItem": "update_item", "DeleteItem": "delete_item",
+    "BatchWriteItem": "batch_write_item", "TransactWriteItems": "transact_write_items",
+}
+# DAX error codes that mean the node, not the request, is the problem.
+_DAX_UNAVAILABLE_CODES = frozenset({
+    "NoRouteException", "ConnectionException", "EndOfStreamException", "DecoderException",
+    "MalformedResultException", "UnrecognizedClientException",
+})
+
+PATH_DAX = "dax"
+PATH_DYNAMODB = "dynamodb"
+PATH_FALLBACK = "fallback"
+
+
+# --- metrics ------------------------------------------------------------------------------------
+
+_LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+
+
+@dataclass
+class PathStats:
+    """Per-process counters and a latency histogram for one read/write path."""
+
+    calls: int = 0
+    errors: int = 0
+    total_ms: float = 0.0
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(_LATENCY_BUCKETS_MS) + 1))
+
+    def observe(self, elapsed_ms: float, *, error: bool = False) -> None:
+        self.calls += 1
+        self.errors += int(error)
+        self.total_ms += elapsed_ms
+        for i, bound in enumerate(_LATENCY_BUCKETS_MS):
+            if elapsed_ms <= bound:
+                self.buckets[i] += 1
+                return
+        self.buckets[-1] += 1
+
+    def quantile_ms(self, q: float) -> float | None:
+        """Upper bound of the bucket holding the q-quantile (histogram resolution)."""
+        if not self.calls:
+            return None
+        target = q * self.calls
+        seen = 0
+        for i, count in enumerate(self.buckets):
+            seen += count
+            if seen >= target:
+                return float(_LATENCY_BUCKETS_MS[i]) if i < len(_LATENCY_BUCKETS_MS) else float("inf")
+        return float("inf")
+
+
+_stats_lock = threading.Lock()
+_stats: dict[str, PathStats] = defaultdict(PathStats)
+
+
+def _observe(path: str, started: float, *, error: bool = False) -> None:
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    with _stats_lock:
+        _stats[path].observe(elapsed_ms, error=error)
+
+
+def path_stats() -> dict[str, dict[str, Any]]:
+    """A snapshot of this process's counters per path (dax / dynamodb / fallback)."""
+    with _stats_lock:
+        return {
+            name: {
+                "calls": s.calls, "errors": s.errors,
+                "mean_ms": (s.total_ms / s.calls) if s.calls else None,
+                "p50_ms": s.quantile_ms(0.5), "p95_ms": s.quantile_ms(0.95),
+            }
+            for name, s in _stats.items()
+        }
+
+
+def path_stats_reset() -> None:
+    with _stats_lock:
+        _stats.clear()
+
+
+# --- circuit breaker ----------------------------------------------------------------------------
+
+class CircuitBreaker:
+    """Closed → open after ``failures`` consecutive failures; after ``reset_seconds`` one caller
+    is let through as a probe (half-open); its success closes the breaker, its failure re-opens it."""
+
+    def __init__(self, *, failures: int, reset_seconds: float, clock=time.monotonic):
+        self.failures_to_open = failures
+        self.reset_seconds = reset_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._probing = False
+
+    @property
+    def state(self) -> str:
+        with self._lock:
+            if self._opened_at is None:
+                return "closed"
+            if self._clock() - self._opened_at >= self.reset_seconds:
+                return "half-open"
+            return "open"
+
+    def allow(self) -> bool:
+        with self._lock:
+            if self._opened_at is None:
+                return True
+            if self._probing or self._clock() - self._opened_at < self.reset_seconds:
+                return False
+            self._probing = True
+            return True
+
+    def record_success(self) -> None:
+        with self._lock:
+            self._failures = 0
+            self._opened_at = None
+            self._probing = False
+
+    def record_failure(self) -> None:
+        with self._lock:
+            self._failures += 1
+            if self._probing or self._failures >= self.failures_to_open:
+                self._opened_at = self._clock()
+            self._probing = False
+
+
+# --- DAX client (one per process, built lazily after fork) ---------------------------------------
+
+class _DaxState:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pid: int | None = None
+        self.client: Any = None
+        self.endpoints: tuple[str, ...] = ()
+        self.breaker: CircuitBreaker | None = None
+
+
+_dax = _DaxState()
+
+
+class _DaxUnavailable(Exception):
+    """Internal: DAX could not serve the call; the caller falls back to DynamoDB."""
+
+
+def _dax_breaker() -> CircuitBreaker:
+    if _dax.breaker is None:
+        _dax.breaker = CircuitBreaker(
+            failures=settings.DAX_BREAKER_FAILURES, reset_seconds=settings.DAX_BREAKER_RESET_SECONDS
+        )
+    return _dax.breaker
+
+
+def dax_enabled() -> bool:
+    return bool(settings.DAX_ENDPOINTS)
+
+
+def _dax_client():
+    """The process's DAX client, created on first use. The client starts background threads
+    (endpoint refresh, health checks), which do not survive fork(): a pre-fork server (gunicorn)
+    or Celery's prefork pool must not inherit one, hence the pid check."""
+    endpoints = tuple(settings.DAX_ENDPOINTS)
+    pid = os.getpid()
+    if _dax.client is not None and _dax.pid == pid and _dax.endpoints == endpoints:
+        return _dax.client
+    with _dax.lock:
+        if _dax.client is not None and _dax.pid == pid and _dax.endpoints == endpoints:
+            return _dax.client
+        if _dax.pid == pid and _dax.client is not None:
+            _close_quietly(_dax.client)
+        from amazondax import AmazonDaxClient  # imported lazily: it is only needed with DAX on
+
+        timeout = settings.DAX_REQUEST_TIMEOUT
+        try:
+            client = AmazonDaxClient(
+                endpoints=list(endpoints),
+                region_name=settings.AWS_REGION,
+                config=Config(connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 1}),
+            )
+        except Exception as exc:  # construction fails fast with NoRouteException when no node answers
+            raise _DaxUnavailable(str(exc)) from exc
+        _dax.client, _dax.pid, _dax.endpoints = client, pid, endpoints
+        return client
+
+
+def _close_quietly(client) -> None:
+    try:
+        client.close()
+    except Exception:  # closing a client whose node is gone may raise; nothing to do about it
+        log.debug("closing DAX client failed", exc_info=True)
+
+
+def dax_close() -> None:
+    """Close this process's DAX client (on shutdown, or when tests switch endpoints)."""
+    with _dax.lock:
+        if _dax.client is not None and _dax.pid == os.getpid():
+            _close_quietly(_dax.client)
+        _dax.client, _dax.pid, _dax.endpoints, _dax.breaker = None, None, (), None
+
+
+atexit.register(dax_close)
+
+
+def dax_breaker_state() -> str:
+    return _dax_breaker().state if dax_enabled() else "disabled"
+
+
+def _is_dax_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, (OSError, socket.timeout, TimeoutError, BotoCoreError)):
+        return True
+    if isinstance(exc, ClientError):
+        code = getattr(exc, "code", None) or exc.response.get("Error", {}).get("Code")
+        if code in _DAX_UNAVAILABLE_CODES:
+            return True
+        codes = getattr(exc, "codes", None)
+        # DAX error classes 1 (retryable server) and 2 (recoverable: wait for the cluster) are
+        # about the node; class 4 is about the request.
+        return bool(codes) and codes[0] in (1, 2)
+    return False
+
+
+class _DaxAdapter:
+    """Looks like a botocore client to PynamoDB (``_make_api_call``) but calls DAX."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+
+    def _make_api_call(self, operation_name: str, operation_kwargs: dict) -> dict:
+        try:
+            return getattr(self._client, _SNAKE[operation_name])(**operation_kwargs)
+        except Exception as exc:
+            if _is_dax_unavailable(exc):
+                raise _DaxUnavailable(f"{operation_name}: {exc}") from exc
+            raise
+
+
+# --- the routed PynamoDB connection -------------------------------------------------------------
+
+class RoutedConnection(Connection):
+    """A PynamoDB Connection that sends each call to DAX or DynamoDB (see module docstring)."""
+
+    @property
+    def client(self):
+        # PynamoDB's _make_api_call talks to ``self.client``; while a call is routed to DAX,
+        # this thread sees the DAX adapter, so PynamoDB's own error translation applies to both.
+        routed = getattr(self._local, "routed_client", None)
+        return routed if routed is not None else super().client
+
+    def route_for(self, operation_name: str, operation_kwargs: dict) -> str:
+        if not dax_enabled():
+            return PATH_DYNAMODB
+        if operation_name in DATA_READS:
+            if operation_kwargs.get("ConsistentRead"):
+                return PATH_DYNAMODB
+            if operation_name == "BatchGetItem" and any(
+                spec.get("ConsistentRead") for spec in operation_kwargs.get("RequestItems", {}).values()
+            ):
+                return PATH_DYNAMODB
+            return PATH_DAX
+        if operation_name in DATA_WRITES and settings.DAX_WRITE_THROUGH:
+            return PATH_DAX
+        return PATH_DYNAMODB
+
+    def _make_api_call(self, operation_name: str, operation_kwargs: dict) -> dict:
+        route = self.route_for(operation_name, operation_kwargs)
+        if route == PATH_DAX:
+            breaker = _dax_breaker()
+            if breaker.allow():
+                started = time.perf_counter()
+                try:
+                    self._local.routed_client = _DaxAdapter(_dax_client())
+                    result = super()._make_api_call(operation_name, operation_kwargs)
+                except _DaxUnavailable as exc:
+                    breaker.record_failure()
+                    _observe(PATH_DAX, started, error=True)
+                    log.warning("DAX unavailable, falling back to DynamoDB: %s", exc)
+                except Exception:
+                    breaker.record_success()  # DAX answered; the request itself was refused
+                    _observe(PATH_DAX, started)
+                    raise
+                else:
+                    breaker.record_success()
+                    _observe(PATH_DAX, started)
+                    return result
+                finally:
+                    self._local.routed_client = None
+            route = PATH_FALLBACK
+        started = time.perf_counter()
+        try:
+            result = super()._make_api_call(operation_name, operation_kwargs)
+        except ClientError:
+            _observe(route, started)
+            raise
+        except (BotoCoreError, PynamoDBConnectionError, OSError) as exc:
+            _observe(route, started, error=True)
+            raise StoreUnavailable(f"DynamoDB {operation_name} failed: {exc}") from exc
+        _observe(route, started)
+        return result
+
+
+_connections_lock = threading.Lock()
+_connections: dict[tuple, RoutedConnection] = {}
+
+
+def connection() -> RoutedConnection:
+    """The process-wide routed connection for the current settings (thread-safe: PynamoDB keeps
+    a botocore session per thread inside it)."""
+    key = (settings.DYNAMODB_ENDPOINT, settings.AWS_REGION)
+    conn = _connections.get(key)
+    if conn is None:
+        with _connections_lock:
+            conn = _connections.get(key)
+            if conn is None:
+                conn = RoutedConnection(
+                    region=settings.AWS_REGION,
+                    host=settings.DYNAMODB_ENDPOINT,
+                    connect_timeout_seconds=settings.DYNAMODB_CONNECT_TIMEOUT,
+                    read_timeout_seconds=settings.DYNAMODB_READ_TIMEOUT,
+                    max_retry_attempts=settings.DYNAMODB_MAX_RETRIES,
+                    max_pool_connections=50,
+                )
+                _connections[key] = conn
+    return conn
+
+
+class RoutedTableConnection(TableConnection):
+    """PynamoDB's per-table wrapper, sharing the process-wide routed connection."""
+
+    def __init__(self, *, table_name: str, meta_table: MetaTable) -> None:  # noqa: super() builds its own Connection
+        self.table_name = table_name
+        self.connection = connection()
+        # Every model class shares the one table (and so one schema) on the shared connection.
+        try:
+            self.connection.get_meta_table(table_name)
+        except TableError:
+            self.connection.add_meta_table(meta_table)
+
+
+def table_connection(*, table_name: str, meta_table: MetaTable) -> TableConnection:
+    """A PynamoDB TableConnection whose calls go through :func:`connection`."""
+    return RoutedTableConnection(table_name=table_name, meta_table=meta_table)
+
+
+def reset_connections() -> None:
+    """Forget cached connections (tests switch endpoints and tables; settings changes)."""
+    with _connections_lock:
+        _connections.clear()
+    dax_close()
+    from . import models
+
+    models.reset_connections()

@@ -1,0 +1,143 @@
+"""Pure builders for the single table's keys and for pagination cursors. No I/O.
+
+Every key string in the project is built here. Zero-padding keeps lexicographic order equal to
+numeric order, and timestamps are fixed-width UTC ISO-8601 strings, so DynamoDB's byte-wise sort
+is chronological. See README.md "Data model" for the table layout.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from typing import Any
+
+from django.core import signing
+
+from .exceptions import InvalidCursor
+
+SESSION_PREFIX = "SESSION#"
+META_SK = "META"
+TURN_PREFIX = "TURN#"
+SUMMARY_PREFIX = "SUMMARY#"
+MSGID_PREFIX = "MSGID#"
+CUSTOMER_PREFIX = "CUST#"
+DAY_PREFIX = "DAY#"
+STATUS_PREFIX = "STATUS#"
+
+SEQ_WIDTH = 10  # up to 9,999,999,999 turns in one session
+MAX_SEQ = 10**SEQ_WIDTH - 1
+
+CURSOR_SALT = "mangaassist.cursor.v1"
+
+
+def session_pk(session_id: str) -> str:
+    return f"{SESSION_PREFIX}{session_id}"
+
+
+def session_id_from_pk(pk: str) -> str:
+    if not pk.startswith(SESSION_PREFIX):
+        raise ValueError(f"not a session key: {pk!r}")
+    return pk[len(SESSION_PREFIX):]
+
+
+def seq_str(seq: int) -> str:
+    if not 0 <= seq <= MAX_SEQ:
+        raise ValueError(f"sequence number out of range: {seq}")
+    return f"{seq:0{SEQ_WIDTH}d}"
+
+
+def turn_sk(seq: int) -> str:
+    return f"{TURN_PREFIX}{seq_str(seq)}"
+
+
+def seq_from_turn_sk(sk: str) -> int:
+    if not sk.startswith(TURN_PREFIX):
+        raise ValueError(f"not a turn key: {sk!r}")
+    return int(sk[len(TURN_PREFIX):])
+
+
+def summary_sk(through_seq: int) -> str:
+    """Summaries are keyed by the last turn they cover, so a re-run over the same turns
+    targets the same key (idempotent) and the newest summary sorts last."""
+    return f"{SUMMARY_PREFIX}{seq_str(through_seq)}"
+
+
+def client_msg_sk(client_msg_id: str) -> str:
+    return f"{MSGID_PREFIX}{client_msg_id}"
+
+
+def seq_from_summary_sk(sk: str) -> int:
+    if not sk.startswith(SUMMARY_PREFIX):
+        raise ValueError(f"not a summary key: {sk!r}")
+    return int(sk[len(SUMMARY_PREFIX):])
+
+
+def ts_str(moment: datetime) -> str:
+    """Fixed-width UTC timestamp (microseconds), sortable as a string."""
+    if moment.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware")
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_ts(value: str) -> datetime:
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+
+
+def shard_of(session_id: str, shards: int) -> int:
+    # crc32, not hash(): the shard must be the same in every process and every release.
+    return zlib.crc32(session_id.encode()) % shards
+
+
+def customer_pk(customer_id: str) -> str:
+    return f"{CUSTOMER_PREFIX}{customer_id}"
+
+
+def day_pk(day: date, shard: int) -> str:
+    return f"{DAY_PREFIX}{day.isoformat()}#{shard}"
+
+
+def status_pk(status: str, shard: int) -> str:
+    return f"{STATUS_PREFIX}{status}#{shard}"
+
+
+def started_sk(started_at: datetime, session_id: str) -> str:
+    """Sort key of the session indexes: start time, then id as a tie-breaker."""
+    return f"{ts_str(started_at)}#{session_id}"
+
+
+# --- cursors -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Cursor:
+    """An opaque pagination position: the kind of listing it belongs to and its state
+    (DynamoDB LastEvaluatedKeys and merge positions). Signed, so clients cannot forge keys."""
+
+    kind: str
+    state: dict[str, Any]
+
+
+def cursor_encode(cursor: Cursor) -> str:
+    payload = {"k": cursor.kind, "s": cursor.state}
+    return signing.dumps(payload, salt=CURSOR_SALT, compress=True, serializer=_CompactJSONSerializer)
+
+
+def cursor_decode(token: str, *, kind: str) -> Cursor:
+    try:
+        payload = signing.loads(token, salt=CURSOR_SALT, serializer=_CompactJSONSerializer)
+    except signing.BadSignature:
+        raise InvalidCursor("cursor is invalid or was tampered with", field="cursor") from None
+    except (ValueError, TypeError, UnicodeDecodeError, zlib.error):
+        raise InvalidCursor("cursor is malformed", field="cursor") from None
+    if not isinstance(payload, dict) or payload.get("k") != kind or not isinstance(payload.get("s"), dict):
+        raise InvalidCursor(f"cursor does not belong to this listing ({kind})", field="cursor")
+    return Cursor(kind=kind, state=payload["s"])
+
+
+class _CompactJSONSerializer:
+    def dumps(self, obj):
+        return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode("latin-1")
+
+    def loads(self, data):
+        return json.loads(data.decode("latin-1"))

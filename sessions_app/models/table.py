@@ -1,0 +1,214 @@
+"""The DynamoDB single table, declared with PynamoDB.
+
+| item            | PK               | SK                    | indexes                                   |
+|-----------------|------------------|-----------------------|-------------------------------------------|
+| session META    | SESSION#<id>     | META                  | by_customer, by_day (sharded), by_status  |
+| turn            | SESSION#<id>     | TURN#<seq:010d>       |                                           |
+| summary         | SESSION#<id>     | SUMMARY#<seq:010d>    | (keyed by the last turn it covers)        |
+| client msg id   | SESSION#<id>     | MSGID#<client_msg_id> | (idempotency marker for turn appends)     |
+
+The indexes project only attributes that never change after a session starts (plus status, which
+changes its key anyway), so the per-turn META update (turn count, last message time) writes the
+base table only — no index write amplification on the hot path. Listings read the fresh META
+items by BatchGetItem after the index query.
+
+Table name, region and endpoint come from Django settings at call time (``_SettingsMeta``), so the
+same declarations serve production, `make run` and per-test tables.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+from django.conf import settings
+from pynamodb.attributes import (
+    Attribute,
+    DiscriminatorAttribute,
+    ListAttribute,
+    NumberAttribute,
+    TTLAttribute,
+    UnicodeAttribute,
+    UTCDateTimeAttribute,
+)
+from pynamodb.constants import BINARY
+from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection
+from pynamodb.models import Model
+
+from .. import dynamo
+
+
+class SessionStatus:
+    ACTIVE = "active"
+    HANDED_OFF = "handed_off"
+    CLOSED = "closed"
+    ALL = (ACTIVE, HANDED_OFF, CLOSED)
+    # Statuses present in the sparse by_status index (a closed session leaves it).
+    INDEXED = (ACTIVE, HANDED_OFF)
+
+
+class CompressedTextAttribute(Attribute[str]):
+    """Unicode text stored zlib-compressed as a DynamoDB binary (B) value.
+
+    Chat turns are mostly short natural-language text; compression keeps long assistant answers
+    well under the 400 KB item limit and cuts read/write units for them.
+    """
+
+    attr_type = BINARY
+
+    def serialize(self, value: str) -> bytes:
+        return zlib.compress(value.encode("utf-8"), 6)
+
+    def deserialize(self, value: bytes) -> str:
+        return zlib.decompress(value).decode("utf-8")
+
+
+class _SettingsMeta(type):
+    """Model ``Meta`` whose connection parameters are read from Django settings on each access."""
+
+    @property
+    def table_name(cls) -> str:
+        return settings.DYNAMODB_TABLE
+
+    @property
+    def region(cls) -> str:
+        return settings.AWS_REGION
+
+    @property
+    def host(cls) -> str | None:
+        return settings.DYNAMODB_ENDPOINT
+
+    @property
+    def max_retry_attempts(cls) -> int:
+        return settings.DYNAMODB_MAX_RETRIES
+
+
+_PROJECTED = ["type", "session_id", "customer_id", "channel", "locale", "status", "started_at"]
+
+
+class ByCustomerIndex(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by_customer"
+        projection = IncludeProjection(_PROJECTED)
+
+    gsi1pk = UnicodeAttribute(hash_key=True, attr_name="GSI1PK")
+    gsi1sk = UnicodeAttribute(range_key=True, attr_name="GSI1SK")
+
+
+class ByDayIndex(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by_day"
+        projection = IncludeProjection(_PROJECTED)
+
+    gsi2pk = UnicodeAttribute(hash_key=True, attr_name="GSI2PK")
+    gsi2sk = UnicodeAttribute(range_key=True, attr_name="GSI2SK")
+
+
+class ByStatusIndex(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by_status"
+        projection = IncludeProjection(_PROJECTED)
+
+    gsi3pk = UnicodeAttribute(hash_key=True, attr_name="GSI3PK")
+    gsi3sk = UnicodeAttribute(range_key=True, attr_name="GSI3SK")
+
+
+class ChatItem(Model):
+    """Base of every item in the table; ``type`` tells them apart."""
+
+    class Meta(metaclass=_SettingsMeta):
+        billing_mode = "PAY_PER_REQUEST"
+
+    pk = UnicodeAttribute(hash_key=True, attr_name="PK")
+    sk = UnicodeAttribute(range_key=True, attr_name="SK")
+    type = DiscriminatorAttribute(attr_name="type")
+    expires_at = TTLAttribute(null=True, attr_name="ttl")
+
+    @classmethod
+    def _get_connection(cls):
+        # One routed connection for every model (see sessions_app.dynamo); the per-class
+        # TableConnection is rebuilt when settings point at another table or endpoint.
+        conn = cls._connection
+        if conn is None or conn.table_name != cls.Meta.table_name or conn.connection is not dynamo.connection():
+            cls._connection = dynamo.table_connection(table_name=cls.Meta.table_name, meta_table=_table_schema())
+        return cls._connection
+
+
+def _table_schema():
+    """The whole table's schema (keys and every index), declared by SessionMeta."""
+    from pynamodb import constants
+    from pynamodb.connection.base import MetaTable
+
+    schema = SessionMeta._get_schema()
+    return MetaTable({
+        constants.TABLE_NAME: SessionMeta.Meta.table_name,
+        constants.KEY_SCHEMA: schema["key_schema"],
+        constants.ATTR_DEFINITIONS: schema["attribute_definitions"],
+        constants.GLOBAL_SECONDARY_INDEXES: [
+            {constants.INDEX_NAME: i["index_name"], constants.KEY_SCHEMA: i["key_schema"]}
+            for i in schema["global_secondary_indexes"]
+        ],
+        constants.LOCAL_SECONDARY_INDEXES: [],
+    })
+
+
+class SessionMeta(ChatItem, discriminator="session"):
+    session_id = UnicodeAttribute()
+    customer_id = UnicodeAttribute()
+    channel = UnicodeAttribute()
+    locale = UnicodeAttribute(default="en")
+    status = UnicodeAttribute(default=SessionStatus.ACTIVE)
+    tags = ListAttribute(of=UnicodeAttribute, default=list)
+    started_at = UTCDateTimeAttribute()
+    last_message_at = UTCDateTimeAttribute(null=True)
+    closed_at = UTCDateTimeAttribute(null=True)
+    turn_count = NumberAttribute(default=0)
+    # Summary bookkeeping (written by the summary service; shown by the console).
+    summary_through = NumberAttribute(default=0)
+    summary_state = UnicodeAttribute(null=True)
+    summary_task_id = UnicodeAttribute(null=True)
+    summary_retries = NumberAttribute(null=True)
+    summary_error = UnicodeAttribute(null=True)
+    summary_requested_at = UTCDateTimeAttribute(null=True)
+
+    gsi1pk = UnicodeAttribute(attr_name="GSI1PK")
+    gsi1sk = UnicodeAttribute(attr_name="GSI1SK")
+    gsi2pk = UnicodeAttribute(attr_name="GSI2PK")
+    gsi2sk = UnicodeAttribute(attr_name="GSI2SK")
+    gsi3pk = UnicodeAttribute(null=True, attr_name="GSI3PK")
+    gsi3sk = UnicodeAttribute(null=True, attr_name="GSI3SK")
+
+    by_customer = ByCustomerIndex()
+    by_day = ByDayIndex()
+    by_status = ByStatusIndex()
+
+
+class Turn(ChatItem, discriminator="turn"):
+    seq = NumberAttribute()
+    role = UnicodeAttribute()
+    text = CompressedTextAttribute()
+    created_at = UTCDateTimeAttribute()
+    client_msg_id = UnicodeAttribute()
+    model = UnicodeAttribute(null=True)
+    latency_ms = NumberAttribute(null=True)
+    tokens_in = NumberAttribute(null=True)
+    tokens_out = NumberAttribute(null=True)
+
+
+class Summary(ChatItem, discriminator="summary"):
+    through_seq = NumberAttribute()
+    text = CompressedTextAttribute()
+    generator = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
+    task_id = UnicodeAttribute(null=True)
+
+
+class ClientMessageMarker(ChatItem, discriminator="msgid"):
+    """Written in the same transaction as a turn: a second append with the same client message
+    id fails its ``attribute_not_exists`` condition, and the marker tells which turn to return."""
+
+    seq = NumberAttribute()
+
+
+def reset_connections() -> None:
+    for model in (ChatItem, SessionMeta, Turn, Summary, ClientMessageMarker):
+        model._connection = None

@@ -1,0 +1,225 @@
+"""Session listings for the staff console: newest first, cursor-paginated, never a Scan.
+
+Which index serves a listing depends on its filters:
+
+* a customer → ``by_customer`` (one partition per customer);
+* an indexed status (active, handed off) → ``by_status``, one partition per status shard;
+* otherwise → ``by_day``, one partition per (day, shard), days walked newest first.
+
+Sharded partitions are merged newest first with a lazy k-way merge: each shard is read in small
+chunks and only as far as the merge needs. The cursor records, per shard, the sort key of the
+last session handed out (or "done"), so the next page resumes each shard exactly where the page
+left it: no offsets, no duplicates, no gaps. Every page is bounded in DynamoDB requests; a page
+that runs out of budget (very selective filters) comes back short, with a cursor, and says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from django.conf import settings
+
+from .. import keys
+from ..exceptions import InvalidCursor, InvalidInput
+from ..models import SessionMeta, SessionStatus
+from ..services.common import utcnow, validate_id
+
+LIST_CURSOR = "sessions"
+MAX_DAYS = 400
+DEFAULT_DAYS = 30
+DONE = "done"
+
+
+@dataclass(frozen=True)
+class _StreamSpec:
+    index: Any  # a PynamoDB index class attribute of SessionMeta
+    hash_key: str
+    range_condition: Any = None
+    filter_condition: Any = None
+
+
+class _Stream:
+    """One index partition read newest first, in chunks, resumable from a sort key."""
+
+    def __init__(self, spec: _StreamSpec, position: str | None, chunk: int):
+        self.spec = spec
+        self.position = position  # cursor form: None (from the top), a sort key, or DONE
+        self.chunk = chunk
+        self.buffer: list[dict] = []
+        self.exhausted = position == DONE
+        key_schema = {k["KeyType"]: k["AttributeName"] for k in spec.index._get_schema()["key_schema"]}
+        self._hash_attr, self._range_attr = key_schema["HASH"], key_schema["RANGE"]
+        self._start_key = self._key_for(position) if position not in (None, DONE) else None
+
+    def _key_for(self, sort_key: str) -> dict:
+        """The ExclusiveStartKey that resumes the index right after ``sort_key``."""
+        session_id = sort_key.split("#", 1)[1]
+        return {
+            "PK": {"S": keys.session_pk(session_id)},
+            "SK": {"S": keys.META_SK},
+            self._hash_attr: {"S": self.spec.hash_key},
+            self._range_attr: {"S": sort_key},
+        }
+
+    def fetch(self) -> None:
+        data = SessionMeta._get_connection().query(
+            self.spec.hash_key,
+            range_key_condition=self.spec.range_condition,
+            filter_condition=self.spec.filter_condition,
+            index_name=self.spec.index.Meta.index_name,
+            exclusive_start_key=self._start_key,
+            scan_index_forward=False,
+            limit=self.chunk,
+        )
+        self.buffer.extend(data.get("Items", []))
+        self._start_key = data.get("LastEvaluatedKey")
+        if self._start_key is None:
+            self.exhausted = True
+
+    def sort_key(self, item: dict) -> str:
+        return item[self._range_attr]["S"]
+
+    def take(self) -> dict:
+        item = self.buffer.pop(0)
+        self.position = self.sort_key(item)
+        return item
+
+    def cursor_position(self) -> str | None:
+        if self.exhausted and not self.buffer:
+            return DONE
+        return self.position
+
+
+@dataclass(frozen=True)
+class SessionPage:
+    sessions: list[SessionMeta]
+    cursor: str | None  # None: the listing is complete
+    short_reason: str | None = None  # set when the page is short for a reason other than the end
+    filters: dict = field(default_factory=dict)
+
+
+def _plan(*, day_from: date, day_to: date, customer_id: str | None, status: str | None, channel: str | None) -> list[list[_StreamSpec]]:
+    low = f"{day_from.isoformat()}T00:00:00.000000Z"
+    high = f"{day_to.isoformat()}T23:59:59.999999Z#~"  # '~' sorts after every id character
+    if customer_id:
+        filters = _and(
+            SessionMeta.status == status if status else None,
+            SessionMeta.channel == channel if channel else None,
+        )
+        return [[_StreamSpec(SessionMeta.by_customer, keys.customer_pk(customer_id), SessionMeta.by_customer.gsi1sk.between(low, high), filters)]]
+    if status in SessionStatus.INDEXED:
+        filters = _and(SessionMeta.channel == channel if channel else None)
+        return [[
+            _StreamSpec(SessionMeta.by_status, keys.status_pk(status, shard), SessionMeta.by_status.gsi3sk.between(low, high), filters)
+            for shard in range(settings.DYNAMODB_STATUS_SHARDS)
+        ]]
+    filters = _and(
+        SessionMeta.status == status if status else None,
+        SessionMeta.channel == channel if channel else None,
+    )
+    groups = []
+    day = day_to
+    while day >= day_from:
+        groups.append([_StreamSpec(SessionMeta.by_day, keys.day_pk(day, shard), None, filters) for shard in range(settings.DYNAMODB_DAY_SHARDS)])
+        day -= timedelta(days=1)
+    return groups
+
+
+def _and(*conditions):
+    result = None
+    for condition in conditions:
+        if condition is not None:
+            result = condition if result is None else result & condition
+    return result
+
+
+def session_list(
+    *,
+    day_from: date | None = None,
+    day_to: date | None = None,
+    customer_id: str | None = None,
+    status: str | None = None,
+    channel: str | None = None,
+    cursor: str | None = None,
+    limit: int = 25,
+    max_requests: int = 40,
+) -> SessionPage:
+    """Sessions newest first (by start time), filtered, one page at a time.
+
+    ``day_from``/``day_to`` are UTC dates, inclusive (default: the last 30 days). Each returned
+    META is read fresh by BatchGetItem (the indexes project only attributes that never change).
+    """
+    if not 1 <= limit <= 200:
+        raise InvalidInput("limit must be between 1 and 200", field="limit")
+    if customer_id is not None:
+        validate_id(customer_id, field="customer_id")
+    if status is not None and status not in SessionStatus.ALL:
+        raise InvalidInput(f"status must be one of {', '.join(SessionStatus.ALL)}", field="status")
+    day_to = day_to or utcnow().date()
+    day_from = day_from or day_to - timedelta(days=DEFAULT_DAYS - 1)
+    if day_from > day_to:
+        raise InvalidInput("day_from is after day_to", field="day_from")
+    if (day_to - day_from).days >= MAX_DAYS:
+        raise InvalidInput(f"a day range spans at most {MAX_DAYS} days", field="day_from")
+
+    filters = {"day_from": day_from.isoformat(), "day_to": day_to.isoformat(), "customer_id": customer_id,
+               "status": status, "channel": channel}
+    fingerprint = hashlib.sha256(repr(sorted(filters.items())).encode()).hexdigest()[:16]
+    groups = _plan(day_from=day_from, day_to=day_to, customer_id=customer_id, status=status, channel=channel)
+
+    group_index, positions = 0, None
+    if cursor:
+        state = keys.cursor_decode(cursor, kind=LIST_CURSOR).state
+        if state.get("f") != fingerprint:
+            raise InvalidCursor("cursor was made for other filters", field="cursor")
+        group_index, positions = state.get("g"), state.get("p")
+        if not isinstance(group_index, int) or not 0 <= group_index <= len(groups):
+            raise InvalidCursor("cursor is out of range", field="cursor")
+
+    found: list[dict] = []
+    requests = 0
+    short_reason = None
+    while len(found) < limit and group_index < len(groups):
+        specs = groups[group_index]
+        if positions is None or len(positions) != len(specs):
+            positions = [None] * len(specs)
+        chunk = limit if len(specs) == 1 else max(2, math.ceil(limit / len(specs)) + 1)
+        streams = [_Stream(spec, pos, chunk) for spec, pos in zip(specs, positions)]
+        while len(found) < limit:
+            # Every stream that may still hold items must show its head before the newest can
+            # be chosen; otherwise an unread, newer item could be skipped.
+            for stream in streams:
+                while not stream.buffer and not stream.exhausted and requests < max_requests:
+                    stream.fetch()
+                    requests += 1
+            if any(not s.buffer and not s.exhausted for s in streams):
+                short_reason = "read budget reached"
+                break
+            ready = [s for s in streams if s.buffer]
+            if not ready:
+                break
+            newest = max(ready, key=lambda s: s.sort_key(s.buffer[0]))
+            found.append(newest.take())
+        positions = [s.cursor_position() for s in streams]
+        if short_reason:
+            break
+        if all(p == DONE for p in positions):
+            group_index, positions = group_index + 1, None
+
+    next_cursor = None
+    if group_index < len(groups):
+        next_cursor = keys.cursor_encode(keys.Cursor(kind=LIST_CURSOR, state={"f": fingerprint, "g": group_index, "p": positions}))
+    return SessionPage(sessions=_metas_in_order(found), cursor=next_cursor, short_reason=short_reason, filters=filters)
+
+
+def _metas_in_order(items: list[dict]) -> list[SessionMeta]:
+    ids = [item["session_id"]["S"] for item in items]
+    if not ids:
+        return []
+    fetched = {m.session_id: m for m in SessionMeta.batch_get([(keys.session_pk(i), keys.META_SK) for i in ids])}
+    # A session deleted between the index read and the batch get is simply left out.
+    return [fetched[i] for i in ids if i in fetched]

@@ -1,0 +1,19 @@
+"""Writes. Each function is keyword-only, validates its input, and states its contract."""
+
+from .sessions import CHANNELS, LOCALES, session_close, session_hand_off, session_start
+from .table import TableReport, table_delete, table_ensure
+from .turns import ROLES, AppendResult, turn_write
+
+__all__ = [
+    "CHANNELS",
+    "LOCALES",
+    "ROLES",
+    "AppendResult",
+    "TableReport",
+    "session_close",
+    "session_hand_off",
+    "session_start",
+    "table_delete",
+    "table_ensure",
+    "turn_write",
+]

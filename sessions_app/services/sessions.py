@@ -1,0 +1,125 @@
+"""Writes to session META items: start, close, hand off."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from pynamodb.exceptions import PutError, UpdateError
+
+from .. import keys
+from ..exceptions import InvalidInput, SessionNotFound
+from ..models import SessionMeta, SessionStatus
+from .common import utcnow, validate_id
+
+CHANNELS = ("web", "app", "line", "email", "voice")
+LOCALES = ("en", "ja")
+MAX_TAGS = 20
+
+
+def _session_key_fields(*, session_id: str, customer_id: str, started_at: datetime, status: str) -> dict:
+    started = keys.started_sk(started_at, session_id)
+    fields = {
+        "gsi1pk": keys.customer_pk(customer_id),
+        "gsi1sk": started,
+        "gsi2pk": keys.day_pk(started_at.date(), keys.shard_of(session_id, settings.DYNAMODB_DAY_SHARDS)),
+        "gsi2sk": started,
+        "gsi3pk": None,
+        "gsi3sk": None,
+    }
+    if status in SessionStatus.INDEXED:
+        fields["gsi3pk"] = keys.status_pk(status, keys.shard_of(session_id, settings.DYNAMODB_STATUS_SHARDS))
+        fields["gsi3sk"] = started
+    return fields
+
+
+def session_start(
+    *,
+    customer_id: str,
+    channel: str,
+    locale: str = "en",
+    tags: list[str] | tuple[str, ...] = (),
+    session_id: str | None = None,
+    started_at: datetime | None = None,
+    status: str = SessionStatus.ACTIVE,
+) -> tuple[SessionMeta, bool]:
+    """Create a session's META item. Returns ``(meta, created)``.
+
+    Idempotent when the caller supplies ``session_id``: a retry for the same customer returns the
+    stored session with ``created=False``; the same id for another customer is refused."""
+    validate_id(customer_id, field="customer_id")
+    if channel not in CHANNELS:
+        raise InvalidInput(f"channel must be one of {', '.join(CHANNELS)}", field="channel")
+    if locale not in LOCALES:
+        raise InvalidInput(f"locale must be one of {', '.join(LOCALES)}", field="locale")
+    if status not in (SessionStatus.ACTIVE, SessionStatus.HANDED_OFF):
+        raise InvalidInput("a session starts active or handed_off", field="status")
+    tags = list(dict.fromkeys(tags))
+    if len(tags) > MAX_TAGS or any(not isinstance(t, str) or not 0 < len(t) <= 40 for t in tags):
+        raise InvalidInput(f"tags: at most {MAX_TAGS} strings of 1-40 characters", field="tags")
+    session_id = validate_id(session_id, field="session_id") if session_id else uuid.uuid4().hex
+    started_at = started_at or utcnow()
+
+    meta = SessionMeta(
+        keys.session_pk(session_id),
+        keys.META_SK,
+        session_id=session_id,
+        customer_id=customer_id,
+        channel=channel,
+        locale=locale,
+        status=status,
+        tags=tags,
+        started_at=started_at,
+        turn_count=0,
+        summary_through=0,
+        expires_at=started_at + timedelta(days=settings.SESSION_TTL_DAYS),
+        **_session_key_fields(session_id=session_id, customer_id=customer_id, started_at=started_at, status=status),
+    )
+    try:
+        meta.save(condition=SessionMeta.pk.does_not_exist())
+    except PutError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise
+        existing = SessionMeta.get(keys.session_pk(session_id), keys.META_SK, consistent_read=True)
+        if existing.customer_id != customer_id:
+            raise InvalidInput("session_id is already used by another customer", field="session_id") from None
+        return existing, False
+    return meta, True
+
+
+def session_close(*, session_id: str) -> tuple[SessionMeta, bool]:
+    """Mark a session closed and take it out of the sparse status index. Returns
+    ``(meta, changed)``; closing a closed session is a no-op (idempotent)."""
+    return _session_set_status(session_id=session_id, status=SessionStatus.CLOSED)
+
+
+def session_hand_off(*, session_id: str) -> tuple[SessionMeta, bool]:
+    """Mark an active session as handed off to a human agent."""
+    return _session_set_status(session_id=session_id, status=SessionStatus.HANDED_OFF)
+
+
+def _session_set_status(*, session_id: str, status: str) -> tuple[SessionMeta, bool]:
+    pk = keys.session_pk(session_id)
+    try:
+        meta = SessionMeta.get(pk, keys.META_SK, consistent_read=True)
+    except SessionMeta.DoesNotExist:
+        raise SessionNotFound(f"session {session_id} does not exist", field="session_id") from None
+    if meta.status == status:
+        return meta, False
+    if meta.status == SessionStatus.CLOSED:
+        raise InvalidInput("a closed session cannot change status", field="status")
+    actions = [SessionMeta.status.set(status)]
+    fields = _session_key_fields(session_id=session_id, customer_id=meta.customer_id, started_at=meta.started_at, status=status)
+    if fields["gsi3pk"] is None:
+        actions += [SessionMeta.gsi3pk.remove(), SessionMeta.gsi3sk.remove(), SessionMeta.closed_at.set(utcnow())]
+    else:
+        actions += [SessionMeta.gsi3pk.set(fields["gsi3pk"]), SessionMeta.gsi3sk.set(fields["gsi3sk"])]
+    try:
+        # Guarded by the status we read, so two concurrent transitions cannot both apply.
+        meta.update(actions=actions, condition=SessionMeta.status == meta.status)
+    except UpdateError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise
+        return _session_set_status(session_id=session_id, status=status)
+    return meta, True

@@ -1,0 +1,132 @@
+"""Appending turns: the hot write path (architecture.md §3)."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from pynamodb.exceptions import TransactWriteError
+from pynamodb.transactions import TransactWrite
+
+from .. import dynamo, keys
+from ..exceptions import ConflictRetryExhausted, InvalidInput, SessionClosed, SessionNotFound
+from ..models import ClientMessageMarker, SessionMeta, SessionStatus, Turn
+from .common import utcnow, validate_id
+
+log = logging.getLogger(__name__)
+
+ROLES = ("user", "assistant", "system")
+MAX_ATTEMPTS = 64
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    turn: Turn
+    created: bool  # False: a replay of an earlier append with the same client_msg_id
+    meta: SessionMeta  # META as it was read before the write (customer, status, ...)
+
+
+def _validate(*, role: str, text: str, client_msg_id: str, model, latency_ms, tokens_in, tokens_out) -> None:
+    if role not in ROLES:
+        raise InvalidInput(f"role must be one of {', '.join(ROLES)}", field="role")
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidInput("text must be a non-empty string", field="text")
+    size = len(text.encode("utf-8"))
+    if size > settings.TURN_TEXT_MAX_BYTES:
+        raise InvalidInput(
+            f"text is {size} bytes; the limit is {settings.TURN_TEXT_MAX_BYTES} bytes (UTF-8)", field="text",
+            limit=settings.TURN_TEXT_MAX_BYTES,
+        )
+    validate_id(client_msg_id, field="client_msg_id")
+    if model is not None and (not isinstance(model, str) or len(model) > 100):
+        raise InvalidInput("model must be a string of at most 100 characters", field="model")
+    for name, value in (("latency_ms", latency_ms), ("tokens_in", tokens_in), ("tokens_out", tokens_out)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+            raise InvalidInput(f"{name} must be a non-negative number", field=name)
+
+
+def _read_meta(session_id: str) -> SessionMeta:
+    try:
+        return SessionMeta.get(keys.session_pk(session_id), keys.META_SK, consistent_read=True)
+    except SessionMeta.DoesNotExist:
+        raise SessionNotFound(f"session {session_id} does not exist", field="session_id") from None
+
+
+def _stored_turn_for(session_id: str, client_msg_id: str) -> Turn | None:
+    """The turn an earlier append with this client message id wrote, if any (consistent read)."""
+    pk = keys.session_pk(session_id)
+    try:
+        marker = ClientMessageMarker.get(pk, keys.client_msg_sk(client_msg_id), consistent_read=True)
+    except ClientMessageMarker.DoesNotExist:
+        return None
+    return Turn.get(pk, keys.turn_sk(int(marker.seq)), consistent_read=True)
+
+
+def turn_write(
+    *,
+    session_id: str,
+    role: str,
+    text: str,
+    client_msg_id: str,
+    model: str | None = None,
+    latency_ms: float | None = None,
+    tokens_in: int | None = None,
+    tokens_out: int | None = None,
+    meta: SessionMeta | None = None,
+) -> AppendResult:
+    """Store one turn with the next sequence number, exactly once.
+
+    One TransactWriteItems puts the turn and its client-message-id marker (both
+    ``attribute_not_exists``) and advances META's ``turn_count`` guarded by the count we read, so
+    concurrent writers can neither skip nor reuse a number. A writer that loses the race re-reads
+    META (strongly consistent) and tries the next number. A retry with a client message id that is
+    already stored returns the stored turn and writes nothing — even after the session closed.
+
+    Does no Redis work: :func:`sessions_app.services.turn_append` wraps it with the rate limit,
+    the session lock and cache invalidation.
+    """
+    validate_id(session_id, field="session_id")
+    _validate(role=role, text=text, client_msg_id=client_msg_id, model=model, latency_ms=latency_ms,
+              tokens_in=tokens_in, tokens_out=tokens_out)
+    pk = keys.session_pk(session_id)
+    meta = meta or _read_meta(session_id)
+    for attempt in range(MAX_ATTEMPTS):
+        if meta.status == SessionStatus.CLOSED:
+            stored = _stored_turn_for(session_id, client_msg_id)
+            if stored is not None:
+                return AppendResult(turn=stored, created=False, meta=meta)
+            raise SessionClosed(f"session {session_id} is closed", field="session_id")
+        expected = int(meta.turn_count)
+        seq = expected + 1
+        now = utcnow()
+        turn = Turn(
+            pk, keys.turn_sk(seq), seq=seq, role=role, text=text, created_at=now, client_msg_id=client_msg_id,
+            model=model, latency_ms=latency_ms, tokens_in=tokens_in, tokens_out=tokens_out,
+            expires_at=meta.expires_at or now + timedelta(days=settings.SESSION_TTL_DAYS),
+        )
+        marker = ClientMessageMarker(pk, keys.client_msg_sk(client_msg_id), seq=seq, expires_at=turn.expires_at)
+        try:
+            with TransactWrite(connection=dynamo.connection()) as tx:
+                tx.save(turn, condition=Turn.pk.does_not_exist())
+                tx.save(marker, condition=ClientMessageMarker.pk.does_not_exist())
+                tx.update(
+                    SessionMeta(pk, keys.META_SK),
+                    actions=[SessionMeta.turn_count.set(seq), SessionMeta.last_message_at.set(now)],
+                    condition=(SessionMeta.turn_count == expected) & (SessionMeta.status != SessionStatus.CLOSED),
+                )
+        except TransactWriteError as exc:
+            # Which condition failed is not always reported (DAX drops CancellationReasons), so
+            # decide from a consistent re-read instead of from the error.
+            log.debug("append to %s lost attempt %d: %s", session_id, attempt, exc.cause_response_code)
+            stored = _stored_turn_for(session_id, client_msg_id)
+            if stored is not None:
+                return AppendResult(turn=stored, created=False, meta=meta)
+            meta = _read_meta(session_id)
+            time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
+            continue
+        return AppendResult(turn=turn, created=True, meta=meta)
+    raise ConflictRetryExhausted(f"could not append to session {session_id}: too much contention; retry", field="session_id")
