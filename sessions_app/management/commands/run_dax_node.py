@@ -1,0 +1,22 @@
+"""``manage.py run_dax_node``: the local DAX node (same options as ``python -m sessions_app.dax_node``).
+
+The node is a standalone server; this command only parses options and runs it.
+"""
+
+from django.core.management.base import BaseCommand, CommandError
+
+from sessions_app.dax_node import cli
+
+
+class Command(BaseCommand):
+    help = "Run the local DAX node that amazon-dax-client talks to, writing through to DynamoDB."
+
+    def add_arguments(self, parser):
+        cli.add_arguments(parser)
+
+    def handle(self, *args, **options):
+        try:
+            config = cli.config_from(options)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        cli.run(config, options["log_level"])
