@@ -78,7 +78,10 @@ def degraded_event_record(*, operation: str, error: BaseException | None = None)
         if should_log:
             _last_logged[operation] = now
     if should_log:
-        logger.warning("redis unavailable during %s (%d events so far): %r", operation, count, error)
+        logger.warning(
+            "redis unavailable during %s (%d events so far in this process): %s: %s",
+            operation, count, type(error).__name__ if error else "-", error,
+        )
 
 
 def degraded_events() -> dict[str, int]:
