@@ -34,11 +34,18 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 # Errors that mean "this Redis can't serve us right now", as opposed to a bug in our commands.
-# ReadOnlyError: talking to a replica after a failover. BusyLoadingError: restarting with data.
-_UNAVAILABLE = (rx.ConnectionError, rx.TimeoutError, rx.ReadOnlyError, rx.ClusterDownError, rx.TryAgainError)
-# Server-side refusals that are operational, not programming errors (maxmemory, failed
-# persistence); Lua errors arrive wrapped, so match on the message prefix.
-_UNAVAILABLE_PREFIXES = ("OOM", "MISCONF", "MASTERDOWN", "LOADING", "READONLY")
+# redis-py maps the server's error codes to classes (OOM → OutOfMemoryError, LOADING →
+# BusyLoadingError, READONLY after a failover → ReadOnlyError, MASTERDOWN → a ClusterDownError).
+_UNAVAILABLE = (
+    rx.ConnectionError,
+    rx.TimeoutError,
+    rx.OutOfMemoryError,
+    rx.ReadOnlyError,
+    rx.ClusterDownError,
+    rx.TryAgainError,
+)
+# Failed persistence (stop-writes-on-bgsave-error) has no class of its own.
+_UNAVAILABLE_PREFIXES = ("MISCONF",)
 
 # Log at most this often per operation: at 1,000 messages/s a Redis outage would otherwise
 # flood the log with identical lines; the counter keeps the exact number.
@@ -61,9 +68,7 @@ def redis_error_is_unavailability(error: BaseException) -> bool:
     if isinstance(error, _UNAVAILABLE):
         return True
     if isinstance(error, rx.ResponseError):
-        text = str(error).lstrip()
-        # Errors raised inside a script come back as "Error running script ...: OOM ...".
-        return text.startswith(_UNAVAILABLE_PREFIXES) or any(f": {p}" in text for p in _UNAVAILABLE_PREFIXES)
+        return str(error).lstrip().startswith(_UNAVAILABLE_PREFIXES)
     return False
 
 

@@ -84,7 +84,7 @@ def connections_for_session(*, session_id: str) -> list[str]:
             return []
         owners = client.mget([keys.connection_key(connection_id=m) for m in members])
         live = [m for m, owner in zip(members, owners, strict=True) if owner is not None and owner.decode() == session_id]
-        stale = [m for m in members if m not in set(live)]
+        stale = sorted(set(members) - set(live))
         if stale:
             client.srem(reverse, *stale)
     return live

@@ -7,6 +7,10 @@ copy of anything (architecture.md §5), so losing any of these keys costs latenc
 Keys are not prefixed with ``CACHES["default"]["KEY_PREFIX"]``: the raw client bypasses Django's
 cache key function, and the namespaces below cannot collide with Django cache keys
 (``<prefix>:<version>:<key>``).
+
+The rate-limit and context-cache scripts touch two keys (the data key and a ``stats:`` bucket).
+That is fine on a single-shard Redis / ElastiCache with cluster mode disabled; with cluster mode
+enabled the pairs would need a shared hash tag (``{<id>}``) or the stats moved out of the script.
 """
 
 from __future__ import annotations

@@ -90,7 +90,12 @@ class RateDecision:
     degraded: bool = False
 
     def headers(self) -> dict[str, str]:
-        """Response headers for the API (whole seconds, rounded up so clients never retry early)."""
+        """Response headers for the API (whole seconds, rounded up so clients never retry early).
+
+        Empty for a degraded decision: a quota we could not check is not advertised.
+        """
+        if self.degraded:
+            return {}
         out = {
             "X-RateLimit-Limit": str(self.limit),
             "X-RateLimit-Remaining": str(self.remaining),

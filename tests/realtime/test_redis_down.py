@@ -36,6 +36,7 @@ from sessions_app.realtime import (
 def _assert_everything_degrades():
     decision = rate_limit_hit(customer_id="c", limit=1, window_seconds=60)
     assert decision.allowed and decision.degraded and decision.remaining == 1
+    assert decision.headers() == {}  # an unchecked quota is not advertised
     # Fails open every time, even past the limit.
     assert rate_limit_hit(customer_id="c", limit=1, window_seconds=60).allowed
     assert rate_limit_peek(customer_id="c") is None
@@ -78,6 +79,8 @@ def _assert_everything_degrades():
 
 
 def _assert_everything_works():
+    own_quota = rate_limit_hit(customer_id="fresh", limit=5, window_seconds=60)
+    assert own_quota.headers()["X-RateLimit-Remaining"] == "4"
     assert not rate_limit_hit(customer_id="c", limit=1, window_seconds=60).degraded
     assert not rate_limit_hit(customer_id="c", limit=1, window_seconds=60).allowed
     with session_write_lock(session_id="s1") as lock:
@@ -132,3 +135,22 @@ def test_frozen_redis_is_bounded_by_the_socket_timeout(own_redis, settings):
     events_while_frozen = degraded_events()
     _assert_everything_works()
     assert degraded_events() == events_while_frozen
+
+
+def test_redis_out_of_memory_degrades_like_an_outage(own_redis):
+    # maxmemory reached with noeviction: writes (and scripts that write) are refused with OOM.
+    own_redis.client.config_set("maxmemory-policy", "noeviction")
+    own_redis.client.config_set("maxmemory", 1)
+    try:
+        # Redis still runs the limiter script (it writes before its first deny-OOM command);
+        # either way the turn is let through without an exception.
+        assert rate_limit_hit(customer_id="c", limit=1, window_seconds=60).allowed
+        assert context_cache_put(session_id="s1", variant="t20", seq=1, payload=b"x") is False
+        with session_write_lock(session_id="s1") as lock:
+            assert lock.degraded
+        assert presence_heartbeat(session_id="s1") in (True, False)
+        events = degraded_events()
+        assert events["context_cache_put"] == 1 and events["session_write_lock"] == 1
+    finally:
+        own_redis.client.config_set("maxmemory", 0)
+    _assert_everything_works()
