@@ -150,3 +150,15 @@ def test_32_processes_get_exactly_the_limit(rt, round_):
     assert sum(allowed) == 100  # 256 attempts, limit 100
     assert rt.zcard(f"rate:hammered-{round_}") == 100
     assert degraded_events() == {}
+
+
+def test_production_path_stamps_entries_with_redis_server_time(rt):
+    def server_us():
+        seconds, micros = rt.time()
+        return seconds * SECOND + micros
+
+    before = server_us()
+    rate_limit_hit(customer_id="c", limit=5, window_seconds=60)
+    after = server_us()
+    [(_, score)] = rt.zrange("rate:c", 0, -1, withscores=True)
+    assert before <= score <= after
