@@ -1,0 +1,30 @@
+"""Start the local DAX node as a subprocess (for the test session and `make run`)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterable
+
+from devtools.procs import ROOT, _spawn, stop, wait_for_port
+
+__all__ = ["start_dax_node", "stop"]
+
+
+def start_dax_node(port: int, *, dynamodb_endpoint: str, stats_port: int | None = None,
+                   extra_args: Iterable[str] = (), log: Path | None = None) -> subprocess.Popen:
+    """Spawn ``python -m sessions_app.dax_node`` in its own process group; return once it listens.
+
+    Stop it with :func:`devtools.procs.stop` (re-exported here as ``stop``).
+    """
+    args = [sys.executable, "-m", "sessions_app.dax_node", "--port", str(port),
+            "--dynamodb-endpoint", dynamodb_endpoint]
+    if stats_port is not None:
+        args += ["--stats-port", str(stats_port)]
+    args += list(extra_args)
+    proc = _spawn(args, log, cwd=ROOT)
+    wait_for_port("127.0.0.1", port, timeout=30, proc=proc, name="DAX node")
+    if stats_port is not None:
+        wait_for_port("127.0.0.1", stats_port, timeout=10, proc=proc, name="DAX node stats")
+    return proc
