@@ -77,3 +77,20 @@ def ddb(infra, table_name, settings):
     yield table_name
     table_delete(table_name=table_name)
     dynamo.reset_connections()
+
+
+@pytest.fixture(autouse=True)
+def forbid_scans():
+    """Fail any test in which product code issues a DynamoDB Scan (staff pages must Query)."""
+    from pynamodb.signals import pre_dynamodb_send
+
+    scans = []
+
+    def record(sender, operation_name, table_name, req_uuid):
+        if operation_name == "Scan":
+            scans.append(table_name)
+
+    pre_dynamodb_send.connect(record)
+    yield scans
+    pre_dynamodb_send.disconnect(record)
+    assert not scans, f"a Scan was issued on {scans}"

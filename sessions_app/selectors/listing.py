@@ -50,6 +50,7 @@ class _Stream:
         self.position = position  # cursor form: None (from the top), a sort key, or DONE
         self.chunk = chunk
         self.buffer: list[dict] = []
+        self.fetches = 0
         self.exhausted = position == DONE
         key_schema = {k["KeyType"]: k["AttributeName"] for k in spec.index._get_schema()["key_schema"]}
         self._hash_attr, self._range_attr = key_schema["HASH"], key_schema["RANGE"]
@@ -75,6 +76,7 @@ class _Stream:
             scan_index_forward=False,
             limit=self.chunk,
         )
+        self.fetches += 1
         self.buffer.extend(data.get("Items", []))
         self._start_key = data.get("LastEvaluatedKey")
         if self._start_key is None:
@@ -89,9 +91,13 @@ class _Stream:
         return item
 
     def cursor_position(self) -> str | None:
-        if self.exhausted and not self.buffer:
+        """Where the next page resumes this partition. With nothing buffered, that is how far
+        DynamoDB has read (a filter may have skipped items nobody was handed)."""
+        if self.buffer:
+            return self.position
+        if self.exhausted:
             return DONE
-        return self.position
+        return self._start_key[self._range_attr]["S"] if self._start_key else self.position
 
 
 @dataclass(frozen=True)
@@ -110,11 +116,11 @@ def _plan(*, day_from: date, day_to: date, customer_id: str | None, status: str 
             SessionMeta.status == status if status else None,
             SessionMeta.channel == channel if channel else None,
         )
-        return [[_StreamSpec(SessionMeta.by_customer, keys.customer_pk(customer_id), SessionMeta.by_customer.gsi1sk.between(low, high), filters)]]
+        return [[_StreamSpec(SessionMeta.by_customer, keys.customer_pk(customer_id), SessionMeta.gsi1sk.between(low, high), filters)]]
     if status in SessionStatus.INDEXED:
         filters = _and(SessionMeta.channel == channel if channel else None)
         return [[
-            _StreamSpec(SessionMeta.by_status, keys.status_pk(status, shard), SessionMeta.by_status.gsi3sk.between(low, high), filters)
+            _StreamSpec(SessionMeta.by_status, keys.status_pk(status, shard), SessionMeta.gsi3sk.between(low, high), filters)
             for shard in range(settings.DYNAMODB_STATUS_SHARDS)
         ]]
     filters = _and(
@@ -193,7 +199,8 @@ def session_list(
             # Every stream that may still hold items must show its head before the newest can
             # be chosen; otherwise an unread, newer item could be skipped.
             for stream in streams:
-                while not stream.buffer and not stream.exhausted and requests < max_requests:
+                # One read per partition is always allowed, so every page makes progress.
+                while not stream.buffer and not stream.exhausted and (requests < max_requests or not stream.fetches):
                     stream.fetch()
                     requests += 1
             if any(not s.buffer and not s.exhausted for s in streams):

@@ -2,7 +2,7 @@
 
 from .sessions import CHANNELS, LOCALES, session_close, session_hand_off, session_start
 from .table import TableReport, table_delete, table_ensure
-from .turns import ROLES, AppendResult, turn_write
+from .turns import ROLES, AppendResult, turn_append, turn_validate, turn_write
 
 __all__ = [
     "CHANNELS",
@@ -15,5 +15,7 @@ __all__ = [
     "session_start",
     "table_delete",
     "table_ensure",
+    "turn_append",
+    "turn_validate",
     "turn_write",
 ]

@@ -13,6 +13,7 @@ from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from .. import dynamo, keys
+from ..realtime import RateDecision, context_cache_turn_written, rate_limit_hit, session_write_lock
 from ..exceptions import ConflictRetryExhausted, InvalidInput, SessionClosed, SessionNotFound
 from ..models import ClientMessageMarker, SessionMeta, SessionStatus, Turn
 from .common import utcnow, validate_id
@@ -28,9 +29,10 @@ class AppendResult:
     turn: Turn
     created: bool  # False: a replay of an earlier append with the same client_msg_id
     meta: SessionMeta  # META as it was read before the write (customer, status, ...)
+    rate: RateDecision | None = None  # the customer's rate-limit window after this append
 
 
-def _validate(*, role: str, text: str, client_msg_id: str, model, latency_ms, tokens_in, tokens_out) -> None:
+def turn_validate(*, role: str, text: str, client_msg_id: str, model, latency_ms, tokens_in, tokens_out) -> None:
     if role not in ROLES:
         raise InvalidInput(f"role must be one of {', '.join(ROLES)}", field="role")
     if not isinstance(text, str) or not text.strip():
@@ -90,7 +92,7 @@ def turn_write(
     the session lock and cache invalidation.
     """
     validate_id(session_id, field="session_id")
-    _validate(role=role, text=text, client_msg_id=client_msg_id, model=model, latency_ms=latency_ms,
+    turn_validate(role=role, text=text, client_msg_id=client_msg_id, model=model, latency_ms=latency_ms,
               tokens_in=tokens_in, tokens_out=tokens_out)
     pk = keys.session_pk(session_id)
     meta = meta or _read_meta(session_id)
@@ -130,3 +132,48 @@ def turn_write(
             continue
         return AppendResult(turn=turn, created=True, meta=meta)
     raise ConflictRetryExhausted(f"could not append to session {session_id}: too much contention; retry", field="session_id")
+
+
+def turn_append(
+    *,
+    session_id: str,
+    role: str,
+    text: str,
+    client_msg_id: str,
+    model: str | None = None,
+    latency_ms: float | None = None,
+    tokens_in: int | None = None,
+    tokens_out: int | None = None,
+) -> AppendResult:
+    """The API's append: validate → per-session lock → META (consistent) → the customer's rate
+    limit → :func:`turn_write` → raise the context-cache hint and drop cached contexts → enqueue
+    a summary when one is due.
+
+    Contract: exactly-once per ``client_msg_id`` (a replay returns the stored turn, also when the
+    customer is rate limited or the session has closed since). Raises ``InvalidInput``,
+    ``SessionNotFound``, ``SessionClosed``, ``SessionLocked`` (lock contended past
+    ``SESSION_LOCK_WAIT``), ``RateLimited``. With Redis down the lock is skipped and the limiter
+    fails open (both logged and counted); the conditional write keeps the sequence exact.
+    """
+    validate_id(session_id, field="session_id")
+    turn_validate(role=role, text=text, client_msg_id=client_msg_id, model=model, latency_ms=latency_ms,
+                  tokens_in=tokens_in, tokens_out=tokens_out)
+    # The lock comes first so the META we read inside it is the one we write against: reading
+    # before waiting for a busy lock would make the first transaction lose by construction.
+    with session_write_lock(session_id=session_id):
+        meta = _read_meta(session_id)
+        decision = None
+        if meta.status != SessionStatus.CLOSED:
+            decision = rate_limit_hit(customer_id=meta.customer_id)
+            if not decision.allowed:
+                stored = _stored_turn_for(session_id, client_msg_id)
+                if stored is not None:
+                    return AppendResult(turn=stored, created=False, meta=meta, rate=decision)
+                decision.raise_if_denied()
+        result = turn_write(
+            session_id=session_id, role=role, text=text, client_msg_id=client_msg_id, model=model,
+            latency_ms=latency_ms, tokens_in=tokens_in, tokens_out=tokens_out, meta=meta,
+        )
+    if result.created:
+        context_cache_turn_written(session_id=session_id, seq=int(result.turn.seq))
+    return AppendResult(turn=result.turn, created=result.created, meta=result.meta, rate=decision)

@@ -1,0 +1,50 @@
+import json
+
+import pytest
+
+from sessions_app.exceptions import RateLimited
+
+from sessions_app import selectors, services
+from tests.builders import make_session, msg_id
+
+
+def test_append_then_context_load_is_never_stale_with_the_cache_on(ddb, redis_client, settings):
+    settings.RATE_LIMIT_TURNS = 1000
+    meta = make_session()
+    sources = set()
+    for n in range(1, 201):
+        services.turn_append(session_id=meta.session_id, role="user", text=f"msg {n}", client_msg_id=f"r-{n}")
+        loaded = selectors.context_load(session_id=meta.session_id, turns=5)
+        body = json.loads(loaded.payload)
+        assert body["turns"][-1]["seq"] == n and body["turns"][-1]["text"] == f"msg {n}"
+        assert body["session"]["turn_count"] == n
+        sources.add(loaded.source)
+        again = selectors.context_load(session_id=meta.session_id, turns=5)
+        assert again.source == "redis" and json.loads(again.payload) == body
+    assert "dynamodb" in sources
+
+
+def test_context_cache_is_keyed_by_turn_count_variant(ddb, redis_client):
+    meta = make_session(turns=6)
+    three = json.loads(selectors.context_load(session_id=meta.session_id, turns=3).payload)
+    five = json.loads(selectors.context_load(session_id=meta.session_id, turns=5).payload)
+    assert [t["seq"] for t in three["turns"]] == [4, 5, 6]
+    assert [t["seq"] for t in five["turns"]] == [2, 3, 4, 5, 6]
+
+
+def test_turn_append_replay_returns_stored_turn(ddb, redis_client):
+    meta = make_session()
+    first = services.turn_append(session_id=meta.session_id, role="user", text="x", client_msg_id="same")
+    second = services.turn_append(session_id=meta.session_id, role="user", text="x", client_msg_id="same")
+    assert first.created and not second.created and second.turn.seq == first.turn.seq == 1
+
+
+def test_rate_limited_append_raises_and_writes_nothing(ddb, redis_client, settings):
+    settings.RATE_LIMIT_TURNS = 2
+    meta = make_session()
+    for _ in range(2):
+        services.turn_append(session_id=meta.session_id, role="user", text="x", client_msg_id=msg_id())
+    with pytest.raises(RateLimited) as info:
+        services.turn_append(session_id=meta.session_id, role="user", text="x", client_msg_id=msg_id())
+    assert info.value.retry_after > 0
+    assert selectors.session_get(session_id=meta.session_id, consistent=True).turn_count == 2

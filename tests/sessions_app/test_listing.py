@@ -1,0 +1,116 @@
+import random
+from datetime import date
+
+import pytest
+
+from sessions_app import selectors, services
+from sessions_app.exceptions import InvalidCursor, InvalidInput
+from tests.builders import at, make_session
+
+DAYS = ["2026-11-18", "2026-11-19", "2026-11-20"]
+
+
+def _walk(**filters):
+    ids, cursor, pages = [], None, 0
+    while True:
+        page = selectors.session_list(cursor=cursor, **filters)
+        ids += [m.session_id for m in page.sessions]
+        pages += 1
+        cursor = page.cursor
+        if cursor is None:
+            return ids, pages
+
+
+@pytest.fixture
+def population(ddb, settings):
+    settings.DYNAMODB_DAY_SHARDS = 4
+    settings.DYNAMODB_STATUS_SHARDS = 3
+    rng = random.Random(7)
+    sessions = []
+    for n in range(45):
+        meta = make_session(
+            customer_id=rng.choice(["alice", "bob", "chika"]),
+            channel=rng.choice(["web", "app"]),
+            started_at=at(rng.choice(DAYS), minute=n),
+            status=rng.choice(["active", "handed_off"]),
+        )
+        sessions.append(meta)
+    for meta in sessions[::5]:
+        services.session_close(session_id=meta.session_id)
+        meta.status = "closed"
+    return sessions
+
+
+def _newest_first(sessions):
+    return [m.session_id for m in sorted(sessions, key=lambda m: (m.started_at, m.session_id), reverse=True)]
+
+
+def test_all_sessions_across_day_shards_exactly_once_newest_first(population):
+    ids, pages = _walk(day_from=date(2026, 11, 18), day_to=date(2026, 11, 20), limit=7)
+    assert ids == _newest_first(population)
+    assert pages >= 7
+
+
+@pytest.mark.parametrize("customer", ["alice", "bob", "chika"])
+def test_customer_listing_is_complete_and_ordered(population, customer):
+    ids, _ = _walk(customer_id=customer, day_from=date(2026, 11, 1), day_to=date(2026, 11, 30), limit=4)
+    assert ids == _newest_first([m for m in population if m.customer_id == customer])
+
+
+@pytest.mark.parametrize("status", ["active", "handed_off", "closed"])
+def test_status_listing_uses_the_sparse_index_or_filters(population, status):
+    ids, _ = _walk(status=status, day_from=date(2026, 11, 18), day_to=date(2026, 11, 20), limit=5)
+    assert ids == _newest_first([m for m in population if m.status == status])
+
+
+def test_filters_combine(population):
+    ids, _ = _walk(status="active", channel="app", day_from=date(2026, 11, 19), day_to=date(2026, 11, 19), limit=3)
+    expected = [m for m in population if m.status == "active" and m.channel == "app" and m.started_at.date() == date(2026, 11, 19)]
+    assert ids == _newest_first(expected)
+
+
+def test_listing_returns_fresh_meta(population):
+    target = population[0]
+    services.turn_write(session_id=target.session_id, role="user", text="hi", client_msg_id="x1") if target.status != "closed" else None
+    page = selectors.session_list(customer_id=target.customer_id, day_from=date(2026, 11, 1), day_to=date(2026, 11, 30), limit=200)
+    [listed] = [m for m in page.sessions if m.session_id == target.session_id]
+    assert listed.turn_count == (0 if target.status == "closed" else 1)
+
+
+def test_tight_read_budget_gives_short_page_with_cursor_and_loses_nothing(population):
+    ids, cursor = [], None
+    short = 0
+    while True:
+        page = selectors.session_list(day_from=date(2026, 11, 18), day_to=date(2026, 11, 20), limit=10,
+                                      cursor=cursor, max_requests=3)
+        short += page.short_reason is not None
+        ids += [m.session_id for m in page.sessions]
+        cursor = page.cursor
+        if cursor is None:
+            break
+    assert short > 0
+    assert ids == _newest_first(population)
+
+
+def test_cursor_from_other_filters_is_rejected(population):
+    page = selectors.session_list(day_from=date(2026, 11, 18), day_to=date(2026, 11, 20), limit=5)
+    with pytest.raises(InvalidCursor):
+        selectors.session_list(day_from=date(2026, 11, 18), day_to=date(2026, 11, 20), channel="web", cursor=page.cursor)
+
+
+def test_empty_listing_is_one_empty_page(ddb):
+    page = selectors.session_list(day_from=date(2026, 1, 1), day_to=date(2026, 1, 3))
+    assert page.sessions == [] and page.cursor is None
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"day_from": date(2026, 2, 1), "day_to": date(2026, 1, 1)}, "day_from"),
+    ({"day_from": date(2024, 1, 1), "day_to": date(2026, 1, 1)}, "day_from"),
+    ({"status": "sleeping"}, "status"),
+    ({"limit": 0}, "limit"),
+    ({"customer_id": "bad id"}, "customer_id"),
+])
+def test_bad_listing_arguments_name_the_field(ddb, kwargs, field):
+    with pytest.raises(InvalidInput) as info:
+        selectors.session_list(**kwargs)
+    assert info.value.field == field
