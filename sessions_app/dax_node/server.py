@@ -135,7 +135,9 @@ class DaxNode:
         return self._stats_server.port if self._stats_server else None
 
     def start(self) -> DaxNode:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="dax-node", daemon=True)
+        # A short poll interval keeps stop() quick; the accept loop itself blocks in select().
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="dax-node", daemon=True)
         self._thread.start()
         if self._stats_server:
             self._stats_server.start()

@@ -82,7 +82,8 @@ class StatsServer:
         return self._httpd.server_address[1]
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="dax-stats", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="dax-stats", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
