@@ -1,0 +1,61 @@
+from django.core.management import call_command
+
+from sessions_app import dynamo
+from sessions_app.services import table_delete, table_ensure
+
+
+def _describe(name):
+    client = dynamo.connection().client
+    table = client.describe_table(TableName=name)["Table"]
+    ttl = client.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+    return table, ttl
+
+
+def test_dynamodb_init_creates_table_indexes_and_ttl_then_is_a_no_op(infra, table_name, settings, capsys):
+    settings.DYNAMODB_TABLE = table_name
+    dynamo.reset_connections()
+    try:
+        call_command("dynamodb_init")
+        first = capsys.readouterr().out
+        table, ttl = _describe(table_name)
+        assert "created" in first
+        assert {i["IndexName"] for i in table["GlobalSecondaryIndexes"]} == {"by_customer", "by_day", "by_status"}
+        assert ttl["TimeToLiveStatus"] == "ENABLED" and ttl["AttributeName"] == "ttl"
+
+        call_command("dynamodb_init")
+        assert "nothing changed" in capsys.readouterr().out
+        again, _ = _describe(table_name)
+        assert again["GlobalSecondaryIndexes"] == table["GlobalSecondaryIndexes"]
+        assert not table_ensure(table_name=table_name).changed
+    finally:
+        table_delete(table_name=table_name)
+
+
+def test_dynamodb_init_adds_a_missing_index_to_an_existing_table(infra, table_name, settings):
+    settings.DYNAMODB_TABLE = table_name
+    dynamo.reset_connections()
+    client = dynamo.connection().client
+    # An older deployment's table: only the customer index, no TTL.
+    client.create_table(
+        TableName=table_name,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("PK", "SK", "GSI1PK", "GSI1SK")],
+        GlobalSecondaryIndexes=[{
+            "IndexName": "by_customer",
+            "KeySchema": [{"AttributeName": "GSI1PK", "KeyType": "HASH"}, {"AttributeName": "GSI1SK", "KeyType": "RANGE"}],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
+        }],
+    )
+    try:
+        report = table_ensure(table_name=table_name)
+        assert not report.created and report.ttl_enabled
+        assert {"by_day", "by_status"} <= set(report.indexes_added) and "by_customer" not in report.indexes_added
+        table, ttl = _describe(table_name)
+        names = {i["IndexName"] for i in table["GlobalSecondaryIndexes"]}
+        assert {"by_customer", "by_day", "by_status"} <= names
+        assert all(i["IndexStatus"] == "ACTIVE" for i in table["GlobalSecondaryIndexes"])
+        assert ttl["TimeToLiveStatus"] == "ENABLED"
+        assert not table_ensure(table_name=table_name).changed
+    finally:
+        table_delete(table_name=table_name)
