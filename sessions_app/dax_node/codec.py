@@ -22,6 +22,9 @@ DYNAMODB_CONTEXT = decimal.Context(
     traps=[decimal.Clamped, decimal.Overflow, decimal.Inexact, decimal.Rounded, decimal.Underflow],
 )
 
+# For respelling numbers without rounding (the default context keeps only 28 digits).
+_EXACT = decimal.Context(prec=200, Emin=-999999, Emax=999999)
+
 KeySchema = list  # [(name, "S"|"N"|"B"), ...], hash first
 
 
@@ -101,8 +104,7 @@ def canonical_number(text: str) -> str:
         raise CodecError(f"bad number {text!r}") from exc
     if d == 0:
         return "0"
-    s = format(d.normalize(), "f")
-    return s
+    return format(d.normalize(_EXACT), "f")
 
 
 def number_key(text: str) -> str:
