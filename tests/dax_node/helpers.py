@@ -89,11 +89,11 @@ def norm(obj):
     if isinstance(obj, dict):
         if len(obj) == 1:
             (t, v), = obj.items()
-            if t == "N":
+            if t == "N" and isinstance(v, str):
                 return {"N": Decimal(v).normalize()}
-            if t == "NS":
+            if t == "NS" and isinstance(v, list):
                 return {"NS": sorted(Decimal(x).normalize() for x in v)}
-            if t in ("SS", "BS"):
+            if t in ("SS", "BS") and isinstance(v, list):
                 return {t: sorted(v)}
         return {k: norm(v) for k, v in obj.items() if k != "ResponseMetadata"}
     if isinstance(obj, list):
