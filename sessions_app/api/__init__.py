@@ -1,0 +1,30 @@
+"""The JSON API for the bot runtime, mounted at /api/v1/ (OpenAPI at /api/v1/openapi.json).
+
+Layout: ``auth`` (bearer API keys with scopes), ``schemas`` (bodies), ``errors`` (the one error
+shape for everything, ninja's own errors included), ``sessions`` and ``connections`` (routers).
+"""
+
+from ninja import NinjaAPI
+from ninja.operation import Operation
+
+from . import connections, sessions
+from .errors import errors_install
+
+class _Api(NinjaAPI):
+    def get_openapi_operation_id(self, operation: Operation) -> str:
+        # "turn_append" rather than "sessions_app_api_sessions_turn_append_view": client
+        # generators turn operation ids into method names.
+        return operation.view_func.__name__.removesuffix("_view")
+
+
+api = _Api(
+    title="MangaAssist sessions API",
+    version="1",
+    urls_namespace="api-v1",
+    description="Chat sessions for the MangaAssist bot runtime. Authenticate with `Authorization: Bearer <key>`.",
+)
+errors_install(api)
+api.add_router("/", sessions.router)
+api.add_router("/", connections.router)
+
+__all__ = ["api"]

@@ -1,0 +1,47 @@
+"""/connections: the WebSocket connection id ↔ session mapping ($connect / $disconnect).
+
+Redis is the only store of this mapping, so when Redis is down these answer 503
+(``redis_unavailable``) instead of guessing; API Gateway / the client retries.
+"""
+
+from __future__ import annotations
+
+from django.http import HttpRequest
+from ninja import Path, Router, Status
+
+from ..exceptions import MangaAssistError
+from ..realtime import connection_delete, connection_get, connection_put
+from .auth import READ, WRITE
+from .errors_openapi import errors
+from .schemas import ID_PATTERN, ConnectionIn, ConnectionOut
+
+router = Router(tags=["connections"])
+
+ConnectionId = Path(..., pattern=ID_PATTERN, description="The API Gateway WebSocket connection id.")
+
+
+class ConnectionNotFound(MangaAssistError):
+    code = "connection_not_found"
+    http_status = 404
+
+
+@router.put("/connections/{connection_id}", auth=WRITE, response={200: ConnectionOut, **errors(400, 401, 403, 503)})
+def connection_put_view(request: HttpRequest, payload: ConnectionIn, connection_id: str = ConnectionId):
+    """Bind the connection to a session (idempotent; rebinding moves it)."""
+    connection_put(connection_id=connection_id, session_id=payload.session_id)
+    return ConnectionOut(connection_id=connection_id, session_id=payload.session_id)
+
+
+@router.get("/connections/{connection_id}", auth=READ, response={200: ConnectionOut, **errors(400, 401, 403, 404, 503)})
+def connection_get_view(request: HttpRequest, connection_id: str = ConnectionId):
+    session_id = connection_get(connection_id=connection_id)
+    if session_id is None:
+        raise ConnectionNotFound(f"connection {connection_id} is not bound to a session", field="connection_id")
+    return ConnectionOut(connection_id=connection_id, session_id=session_id)
+
+
+@router.delete("/connections/{connection_id}", auth=WRITE, response={204: None, **errors(400, 401, 403, 503)})
+def connection_delete_view(request: HttpRequest, connection_id: str = ConnectionId):
+    """Unbind the connection ($disconnect). Idempotent: 204 whether or not it was bound."""
+    connection_delete(connection_id=connection_id)
+    return Status(204, None)

@@ -1,0 +1,114 @@
+"""Request and response bodies. Request bodies forbid unknown fields and coerce nothing (a
+token count sent as "12" or true is an error, not a guess); responses mirror
+``sessions_app.selectors.presenters`` (timestamps are ISO 8601 strings in UTC, ``Z``-suffixed)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from ..services.sessions import CHANNELS, LOCALES, MAX_TAGS
+from ..services.turns import ROLES
+
+# The same alphabet services.common.validate_id enforces; stating it here puts it in the
+# OpenAPI document, so clients (and schemathesis) know a valid id before they send one.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+
+Channel = Literal[CHANNELS]  # type: ignore[valid-type]
+Locale = Literal[LOCALES]  # type: ignore[valid-type]
+Role = Literal[ROLES]  # type: ignore[valid-type]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+
+
+class RequestBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class SessionStartIn(RequestBody):
+    customer_id: Id
+    channel: Channel
+    locale: Locale = "en"
+    tags: list[Annotated[str, StringConstraints(min_length=1, max_length=40)]] = Field(default_factory=list, max_length=MAX_TAGS)
+    session_id: Id | None = Field(default=None, description="Optional: makes the start idempotent (a retry answers 200 with the stored session).")
+
+
+class TurnAppendIn(RequestBody):
+    role: Role
+    text: str = Field(min_length=1, description="UTF-8; at most TURN_TEXT_MAX_BYTES bytes (16 KB by default).")
+    client_msg_id: Id = Field(description="The caller's id for this message: a retry with the same id returns the stored turn.")
+    model: Annotated[str, StringConstraints(max_length=100)] | None = None
+    latency_ms: NonNegativeFloat | None = None
+    tokens_in: NonNegativeInt | None = None
+    tokens_out: NonNegativeInt | None = None
+
+
+class HeartbeatIn(RequestBody):
+    connection_id: Id | None = None
+
+
+class ConnectionIn(RequestBody):
+    session_id: Id
+
+
+class SessionOut(BaseModel):
+    session_id: str
+    customer_id: str
+    channel: str
+    locale: str
+    status: str
+    tags: list[str]
+    started_at: str
+    last_message_at: str | None
+    closed_at: str | None
+    turn_count: int
+    summary_through: int
+
+
+class TurnOut(BaseModel):
+    seq: int
+    role: str
+    text: str
+    created_at: str
+    client_msg_id: str
+    model: str | None
+    latency_ms: float | None
+    tokens_in: int | None
+    tokens_out: int | None
+
+
+class SummaryOut(BaseModel):
+    text: str
+    through_seq: int
+    generator: str | None
+    created_at: str | None
+
+
+class ContextOut(BaseModel):
+    session: SessionOut
+    turns: list[TurnOut] = Field(description="The last N turns, oldest first.")
+    summary: SummaryOut | None
+
+
+class PresenceOut(BaseModel):
+    session_id: str
+    state: Literal["online", "unknown"] = Field(description="unknown: Redis is unavailable, so presence could not be recorded.")
+    connection_id: str | None
+
+
+class ConnectionOut(BaseModel):
+    connection_id: str
+    session_id: str
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None
+    details: dict[str, Any] | None = None
+
+
+class ErrorOut(BaseModel):
+    error: ErrorDetail

@@ -1,0 +1,85 @@
+"""/sessions: start, append a turn, load the bot's context, close, heartbeat.
+
+Handlers parse (ninja + schemas), make one service/selector call, and render. Errors are raised
+as the project's exceptions and rendered by ``errors.py``.
+"""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from ninja import Path, Query, Router, Status
+from pydantic import Field
+
+from ..realtime import presence_heartbeat
+from ..selectors import context_load, session_dict, session_get, turn_dict
+from ..services import session_close, session_start, turn_append
+from .auth import READ, WRITE
+from .schemas import ID_PATTERN, ContextOut, HeartbeatIn, PresenceOut, SessionOut, SessionStartIn, TurnAppendIn, TurnOut
+from .errors_openapi import errors
+
+router = Router(tags=["sessions"])
+
+SessionId = Path(..., pattern=ID_PATTERN, description="The session's id.")
+
+
+@router.post("/sessions", auth=WRITE, response={201: SessionOut, 200: SessionOut, **errors(400, 401, 403, 503)})
+def session_start_view(request: HttpRequest, payload: SessionStartIn):
+    """Start a session. With ``session_id`` the call is idempotent: a retry answers 200 with the
+    stored session (the same id for another customer is a 400)."""
+    meta, created = session_start(**payload.model_dump(exclude_none=True))
+    return Status(201 if created else 200, session_dict(meta))
+
+
+@router.get("/sessions/{session_id}", auth=READ, response={200: SessionOut, **errors(400, 401, 403, 404, 503)})
+def session_get_view(request: HttpRequest, session_id: str = SessionId):
+    return session_dict(session_get(session_id=session_id, consistent=True))
+
+
+@router.post(
+    "/sessions/{session_id}/turns", auth=WRITE,
+    response={201: TurnOut, 200: TurnOut, **errors(400, 401, 403, 404, 409, 413, 429, 503)},
+)
+def turn_append_view(request: HttpRequest, response: HttpResponse, payload: TurnAppendIn, session_id: str = SessionId):
+    """Append a turn; answers 201 with the stored turn and its ``seq``. A retry with the same
+    ``client_msg_id`` answers 200 with the turn stored the first time (nothing is written twice).
+    ``X-RateLimit-Limit/Remaining/Reset`` describe the customer's window (absent when the limit
+    could not be checked); 429 adds ``Retry-After``. 409: the session is closed
+    (``session_closed``) or too busy (``session_locked``, ``write_conflict``) — retry those."""
+    result = turn_append(session_id=session_id, **payload.model_dump())
+    for name, value in (result.rate.headers() if result.rate else {}).items():
+        response[name] = value
+    return Status(201 if result.created else 200, turn_dict(result.turn))
+
+
+@router.get("/sessions/{session_id}/context", auth=READ, response={200: ContextOut, **errors(400, 401, 403, 404, 503)})
+def context_load_view(
+    request: HttpRequest,
+    session_id: str = SessionId,
+    turns: int | None = Query(None, ge=1, description="How many recent turns (default CONTEXT_DEFAULT_TURNS)."),
+    min_seq: int | None = Query(None, ge=0, description="The seq of the caller's last append: the answer is guaranteed to include it."),
+):
+    """The hot path: META + the last ``turns`` turns (oldest first) + the latest summary.
+    ``X-Context-Source`` says where it was read from: ``redis``, ``dax`` or ``dynamodb``."""
+    loaded = context_load(session_id=session_id, turns=turns, min_seq=min_seq)
+    # The payload is already the response body (cached as bytes): no re-serialisation.
+    response = HttpResponse(loaded.payload, content_type="application/json")
+    response["X-Context-Source"] = loaded.source
+    return response
+
+
+@router.post("/sessions/{session_id}/close", auth=WRITE, response={200: SessionOut, **errors(400, 401, 403, 404, 503)})
+def session_close_view(request: HttpRequest, session_id: str = SessionId):
+    """Close the session (idempotent: closing a closed session answers 200 again)."""
+    meta, _changed = session_close(session_id=session_id)
+    return session_dict(meta)
+
+
+@router.post("/sessions/{session_id}/heartbeat", auth=WRITE, response={200: PresenceOut, **errors(400, 401, 403, 503)})
+def presence_heartbeat_view(request: HttpRequest, session_id: str = SessionId, payload: HeartbeatIn | None = None):
+    """Mark the session online (optionally naming the WebSocket ``connection_id``). Presence
+    lives in Redis only; with Redis down the heartbeat is not recorded and the state is
+    ``unknown`` — still a 200: the chat itself is unaffected."""
+    connection_id = payload.connection_id if payload else None
+    recorded = presence_heartbeat(session_id=session_id, connection_id=connection_id)
+    return PresenceOut(session_id=session_id, state="online" if recorded else "unknown",
+                       connection_id=connection_id if recorded else None)

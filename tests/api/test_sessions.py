@@ -1,0 +1,97 @@
+"""POST /sessions, GET /sessions/{id}, POST /sessions/{id}/close, POST /sessions/{id}/heartbeat."""
+
+from __future__ import annotations
+
+from sessions_app.realtime import presence_get
+from sessions_app.selectors import session_get
+
+from .conftest import error_of, start_session
+
+
+def test_start_session_returns_201_with_the_stored_session(api):
+    response = api.post("/sessions", {"customer_id": "cust-9", "channel": "app", "locale": "ja", "tags": ["vip", "isekai"]})
+    assert response.status_code == 201
+    body = response.json()
+    stored = session_get(session_id=body["session_id"], consistent=True)
+    assert stored.customer_id == "cust-9"
+    assert body["customer_id"] == "cust-9" and body["channel"] == "app" and body["locale"] == "ja"
+    assert body["tags"] == ["vip", "isekai"] and body["status"] == "active" and body["turn_count"] == 0
+    assert body["started_at"].endswith("Z")
+
+
+def test_start_session_defaults_locale_and_tags(api):
+    body = api.post("/sessions", {"customer_id": "c", "channel": "web"}).json()
+    assert body["locale"] == "en" and body["tags"] == []
+
+
+def test_start_with_session_id_is_idempotent(api):
+    first = api.post("/sessions", {"customer_id": "c1", "channel": "web", "session_id": "fixed-1"})
+    again = api.post("/sessions", {"customer_id": "c1", "channel": "web", "session_id": "fixed-1"})
+    assert first.status_code == 201 and again.status_code == 200
+    assert again.json() == first.json()
+    other = api.post("/sessions", {"customer_id": "c2", "channel": "web", "session_id": "fixed-1"})
+    assert other.status_code == 400 and error_of(other)["field"] == "session_id"
+
+
+def test_start_session_rejects_bad_fields_by_name(api):
+    cases = [
+        ({"channel": "web"}, "customer_id"),
+        ({"customer_id": "c", "channel": "fax"}, "channel"),
+        ({"customer_id": "c", "channel": "web", "locale": "fr"}, "locale"),
+        ({"customer_id": "c", "channel": "web", "tags": "vip"}, "tags"),
+        ({"customer_id": "c", "channel": "web", "tags": [""]}, "tags.0"),
+        ({"customer_id": "c", "channel": "web", "tags": [f"t{i}" for i in range(21)]}, "tags"),
+        ({"customer_id": "bad id!", "channel": "web"}, "customer_id"),
+        ({"customer_id": 12, "channel": "web"}, "customer_id"),
+        ({"customer_id": "c", "channel": "web", "colour": "red"}, "colour"),
+    ]
+    for body, field in cases:
+        response = api.post("/sessions", body)
+        assert response.status_code == 400, (body, response.content)
+        error = error_of(response)
+        assert error["code"] == "invalid_input" and error["field"] == field, (body, error)
+        assert field.split(".")[0] in error["message"]
+
+
+def test_get_session(api):
+    session_id = start_session(api)
+    response = api.get(f"/sessions/{session_id}")
+    assert response.status_code == 200 and response.json()["session_id"] == session_id
+    missing = api.get("/sessions/nope")
+    assert missing.status_code == 404 and error_of(missing)["code"] == "session_not_found"
+
+
+def test_close_session_then_close_again(api):
+    session_id = start_session(api)
+    response = api.post(f"/sessions/{session_id}/close")
+    assert response.status_code == 200
+    assert response.json()["status"] == "closed" and response.json()["closed_at"]
+    assert api.post(f"/sessions/{session_id}/close").status_code == 200
+    assert session_get(session_id=session_id, consistent=True).status == "closed"
+
+
+def test_close_unknown_session_is_404(api):
+    response = api.post("/sessions/nope/close")
+    assert response.status_code == 404
+    assert error_of(response) == {"code": "session_not_found", "message": "session nope does not exist", "field": "session_id"}
+
+
+def test_heartbeat_marks_the_session_online(api):
+    session_id = start_session(api)
+    response = api.post(f"/sessions/{session_id}/heartbeat", {"connection_id": "conn-1"})
+    assert response.status_code == 200
+    assert response.json() == {"session_id": session_id, "state": "online", "connection_id": "conn-1"}
+    presence = presence_get(session_id=session_id)
+    assert presence.state == "online" and presence.connection_id == "conn-1"
+
+
+def test_heartbeat_without_a_body(api):
+    session_id = start_session(api)
+    response = api.post(f"/sessions/{session_id}/heartbeat")
+    assert response.status_code == 200 and response.json()["state"] == "online"
+    assert presence_get(session_id=session_id).state == "online"
+
+
+def test_heartbeat_rejects_a_bad_connection_id(api):
+    response = api.post("/sessions/s1/heartbeat", {"connection_id": "has space"})
+    assert response.status_code == 400 and error_of(response)["field"] == "connection_id"
