@@ -244,3 +244,30 @@ def test_registry_file_survives_a_torn_last_line(tmp_path):
     assert second.names_for(ident) == ("a", "b")
     other = second.id_for(["c"])
     assert AttributeListRegistry(path).names_for(other) == ("c",)
+
+
+def test_management_command_runs_the_node(infra, tmp_path, composite_table, uid):
+    import json
+    import sys
+    import urllib.request
+
+    port, stats_port = procs.free_port(), procs.free_port()
+    proc = procs._spawn([sys.executable, "manage.py", "run_dax_node", "--port", str(port), "--dynamodb-endpoint",
+                         infra["dynamodb_endpoint"], "--stats-port", str(stats_port), "--query-ttl-millis", "0"],
+                        tmp_path / "command.log", cwd=procs.ROOT)
+    try:
+        procs.wait_for_port("127.0.0.1", port, timeout=30, proc=proc, name="run_dax_node")
+        procs.wait_for_port("127.0.0.1", stats_port, timeout=10, proc=proc, name="run_dax_node stats")
+        dax = _client(port)
+        try:
+            dax.put_item(TableName=composite_table.name, Item={**composite_table.key(uid), "v": {"S": "x"}})
+            assert dax.get_item(TableName=composite_table.name, Key=composite_table.key(uid))["Item"]["v"] == {"S": "x"}
+        finally:
+            dax.close()
+        with urllib.request.urlopen(f"http://127.0.0.1:{stats_port}/stats") as response:
+            counters = json.load(response)
+        assert counters["PutItemRequestCount"] == 1 and counters["ItemCacheHits"] == 1
+        assert counters["Config"]["query-ttl-millis"] == 0
+    finally:
+        stop(proc)
+    assert proc.returncode == 0  # SIGTERM is a clean shutdown
