@@ -101,9 +101,7 @@ def errors_install(api: NinjaAPI) -> None:
     @api.exception_handler(HttpError)
     def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
         status, code, message, headers = exc.status_code, _HTTP_ERROR_CODES.get(exc.status_code, "error"), exc.message, None
-        if isinstance(exc.__cause__, RequestDataTooBig):
-            status, code, message = 413, "payload_too_large", "the request body is too large"
-        elif status == 400 and message.startswith("Cannot parse request body"):
+        if status == 400 and message.startswith("Cannot parse request body"):
             code, message = "malformed_json", "the request body is not valid JSON"
         elif isinstance(exc, AuthenticationError):
             message = "a valid API key is required: Authorization: Bearer <key>"
@@ -111,6 +109,12 @@ def errors_install(api: NinjaAPI) -> None:
         elif isinstance(exc, AuthorizationError) and message == "Forbidden":
             message = "this API key may not use this endpoint"
         return _respond(api, request, status=status, body=error_body(code=code, message=message), headers=headers)
+
+    @api.exception_handler(RequestDataTooBig)
+    def body_too_large(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+        # Django refuses to read a body over DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB by default);
+        # turn texts are capped far lower (TURN_TEXT_MAX_BYTES), which turn_validate reports.
+        return _respond(api, request, status=413, body=error_body(code="payload_too_large", message="the request body is too large"))
 
     @api.exception_handler(Http404)
     def not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
