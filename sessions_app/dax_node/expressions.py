@@ -203,12 +203,6 @@ def update_text(compiled: bytes, placeholders: Placeholders, prefix: str = "u") 
     return _Renderer(placeholders, prefix, values).update(spec)
 
 
-def update_paths(compiled: bytes) -> list[Path]:
-    """The document paths an update expression writes (for UPDATED_* return values)."""
-    spec, _ = _unpack(compiled, "update")
-    return [path_from_spec(_node(action)[1][0]) for action in spec]
-
-
 def projection_paths(compiled: bytes) -> list[Path]:
     paths, _ = _unpack(compiled, "projection")
     if not paths:
@@ -270,38 +264,3 @@ def project(item: dict, paths: list[Path]) -> dict[int, dict]:
         if av is not None:
             out[ordinal] = av
     return out
-
-
-def projected_item(item: dict, paths: list[Path]) -> dict:
-    """The projected item as DynamoDB would return it (nested maps kept, lists compacted)."""
-    result: dict = {}
-    for path in paths:
-        av = resolve_path(item, path)
-        if av is None:
-            continue
-        _insert(result, path, av)
-    return _compact(result)
-
-
-def _insert(result: dict, path: Path, av: dict) -> None:
-    node = result
-    for i, element in enumerate(path[:-1]):
-        nxt = path[i + 1]
-        container = node.setdefault(element, {"L": {}} if isinstance(nxt, int) else {"M": {}})
-        node = container["L"] if "L" in container else container["M"]
-    node[path[-1]] = av
-
-
-def _compact(members: dict) -> dict:
-    out = {}
-    for key, av in members.items():
-        out[key] = _compact_av(av)
-    return out
-
-
-def _compact_av(av: dict) -> dict:
-    if "L" in av and isinstance(av["L"], dict):
-        return {"L": [_compact_av(av["L"][i]) for i in sorted(av["L"])]}
-    if "M" in av and isinstance(av["M"], dict):
-        return {"M": _compact(av["M"])}
-    return av

@@ -29,7 +29,7 @@ from . import cbor, codec, expressions as ex
 from .cache import NEGATIVE, LruTtlCache, estimate_size
 from .errors import TABLE_NOT_FOUND, DaxError, validation
 from .registry import AttributeListRegistry
-from .stats import REQUEST_COUNT_METRICS, Stats
+from .stats import Stats
 
 log = logging.getLogger(__name__)
 
@@ -882,5 +882,3 @@ def _from_client_error(exc: ClientError) -> DaxError:
     return DaxError(error.get("Message") or code, ddb_code=code, http_status=meta.get("HTTPStatusCode") or 400,
                     request_id=meta.get("RequestId"), cancellation_reasons=reasons)
 
-
-OPERATION_NAMES = tuple(REQUEST_COUNT_METRICS)

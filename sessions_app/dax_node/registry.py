@@ -3,7 +3,7 @@
 Clients cache id -> names and names -> id for their whole life (protocol note §3.5), so an id must
 never come to mean a different list, not even after the node restarts. Two measures:
 
-* **Ids are derived from the list's content** (63 bits of SHA-256 over the names), so every node
+* **Ids are derived from the list's content** (62 bits of SHA-256 over the names), so every node
   process, old or new, gives the same list the same id and a different list a different id. A
   restarted node can therefore never hand an old id a new meaning; the worst case for a client
   holding ids from an earlier run is an "unknown attribute list id" error, never a silent
@@ -34,7 +34,7 @@ def list_id(names: tuple[str, ...]) -> int:
     if not names:
         return EMPTY_LIST_ID
     digest = hashlib.sha256(json.dumps(list(names)).encode("utf-8")).digest()
-    # 63 bits, never 0 or 1: ids stay plain CBOR ints and cannot collide with the reserved id.
+    # 63-bit ints with bit 1 set (62 bits of hash): plain CBOR ints that can never be 0 or the reserved 1.
     return (int.from_bytes(digest[:8], "big") >> 1) | 2
 
 

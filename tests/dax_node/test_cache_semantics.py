@@ -344,3 +344,23 @@ def test_unknown_admin_paths_are_404(node):
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(f"http://127.0.0.1:{node[0].stats_port}/nope")
     assert err.value.code == 404
+
+
+def test_concurrent_clients_threads_read_their_own_writes(node, composite_table, uid):
+    """One client shared by 8 threads (separate connections): every write is read back through the cache."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    server, dax = node
+
+    def worker(n: int) -> int:
+        for i in range(20):
+            key = composite_table.key(f"{uid}-{n}", i)
+            dax.put_item(TableName=composite_table.name, Item={**key, "v": {"S": f"{n}-{i}"}})
+            assert dax.get_item(TableName=composite_table.name, Key=key)["Item"]["v"] == {"S": f"{n}-{i}"}
+        return n
+
+    with ThreadPoolExecutor(8) as pool:
+        assert sorted(pool.map(worker, range(8))) == list(range(8))
+    counters = stats(server)
+    assert counters["ItemCacheHits"] == 160 and counters["ItemCacheMisses"] == 0
+    assert counters["ErrorRequestCount"] == 0

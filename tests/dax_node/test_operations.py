@@ -217,15 +217,14 @@ def _order(av):
 
 VARIANT_NAMES = ["partition", "greater", "between-backwards", "limit-pages", "filter-pages", "projection",
                  "count", "count-filtered", "specific", "consistent", "capacity", "begins-with"]
+# begins_with needs an S or B sort key
+QUERY_CASES = [(t, v) for t in COMPOSITE for v in VARIANT_NAMES if not (t == "SN" and v == "begins-with")]
 
 
-@pytest.mark.parametrize("variant", VARIANT_NAMES)
-@pytest.mark.parametrize("table_id", COMPOSITE)
+@pytest.mark.parametrize("table_id, variant", QUERY_CASES)
 def test_query_matches_dynamodb(dax, ddb, tables, uid, table_id, variant):
     table = tables[table_id]
     variants = _query_variants(table, uid)
-    if variant not in variants:
-        pytest.skip("begins_with needs an S or B sort key")
     _seed(ddb, table, uid)
     kwargs = {"TableName": table.name, **variants[variant]}
     assert pages(dax.query, **kwargs) == pages(ddb.query, **kwargs)
