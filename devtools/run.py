@@ -35,6 +35,8 @@ def _env() -> dict[str, str]:
     env.setdefault("AWS_REGION", "us-east-1")
     env.setdefault("DAX_PORT", "8111")
     env.setdefault("PORT", "8000")
+    # With no DAX_ENDPOINTS given, `make run` starts the local DAX node and reads through it.
+    env["_START_DAX_NODE"] = "1" if "DAX_ENDPOINTS" not in env else ""
     if "DAX_ENDPOINTS" not in env:
         env["DAX_ENDPOINTS"] = f"127.0.0.1:{env['DAX_PORT']}"
         env.setdefault("DAX_STATS_URL", f"http://127.0.0.1:{int(env['DAX_PORT']) + 1}/stats")
@@ -107,6 +109,7 @@ def main() -> int:
     started_at = time.monotonic()
     LOGS.mkdir(parents=True, exist_ok=True)
     env = _env()
+    os.environ.update(env)  # every child (DAX node, workers, gunicorn) gets the same configuration
     started: list[tuple[str, subprocess.Popen]] = []
 
     def stop_all():
@@ -134,7 +137,7 @@ def main() -> int:
         else:
             raise procs.StackError(f"no Redis answers at {env['REDIS_URL']}")
 
-        if env.get("DAX_ENDPOINTS", "").startswith("127.0.0.1:") and os.environ.get("DAX_ENDPOINTS") is None:
+        if env["_START_DAX_NODE"]:
             from devtools.dax import start_dax_node
 
             port = int(env["DAX_PORT"])

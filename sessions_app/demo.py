@@ -6,8 +6,9 @@ Deterministic for a given seed, so a demo stack looks the same on every machine.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from .services.bulk import SessionSpec
 
 SERIES = [
     ("One Piece", "ワンピース", 108), ("Attack on Titan", "進撃の巨人", 34), ("Demon Slayer", "鬼滅の刃", 23),
@@ -16,17 +17,6 @@ SERIES = [
     ("Blue Lock", "ブルーロック", 31), ("Haikyu!!", "ハイキュー!!", 45), ("Oshi no Ko", "【推しの子】", 16),
 ]
 CUSTOMERS = [f"cust-{n:04d}" for n in range(1, 41)]
-
-
-@dataclass
-class DemoSession:
-    customer_id: str
-    channel: str
-    locale: str
-    status: str
-    started_at: datetime
-    turns: list[tuple[str, str]]  # (role, text)
-    tags: list[str]
 
 
 def _english(rng: random.Random, title: str, volumes: int) -> list[tuple[str, str]]:
@@ -90,7 +80,7 @@ def _follow_ups(rng: random.Random, title: str, volumes: int, *, japanese: bool 
     return extra
 
 
-def demo_sessions(*, count: int, now: datetime, seed: int = 2026) -> list[DemoSession]:
+def demo_sessions(*, count: int, now: datetime, seed: int = 2026) -> list[SessionSpec]:
     rng = random.Random(seed)
     sessions = []
     for _ in range(count):
@@ -98,7 +88,7 @@ def demo_sessions(*, count: int, now: datetime, seed: int = 2026) -> list[DemoSe
         en_title, ja_title, volumes = rng.choice(SERIES)
         turns = _japanese(rng, ja_title, volumes) if japanese else _english(rng, en_title, volumes)
         started = now - timedelta(days=rng.choice([0, 0, 0, 1, 1, 2, 3, 4, 5, 6]), minutes=rng.randint(5, 60 * 20))
-        sessions.append(DemoSession(
+        sessions.append(SessionSpec(
             customer_id=rng.choice(CUSTOMERS),
             channel=rng.choice(["web", "web", "app", "app", "line"]),
             locale="ja" if japanese else "en",

@@ -244,7 +244,12 @@ def dax_close() -> None:
         _dax.client, _dax.pid, _dax.endpoints, _dax.breaker = None, None, (), None
 
 
-atexit.register(dax_close)
+# The DAX client closes through a thread pool; interpreter exit shuts thread pools down before
+# plain atexit handlers run, so register where thread-pool users are closed first.
+if hasattr(threading, "_register_atexit"):
+    threading._register_atexit(dax_close)
+else:  # pragma: no cover - CPython < 3.9
+    atexit.register(dax_close)
 
 
 def dax_breaker_state() -> str:
