@@ -1,0 +1,22 @@
+from django.urls import path
+
+from . import views
+
+app_name = "dashboard"
+
+urlpatterns = [
+    path("", views.overview, name="overview"),
+    path("overview/metrics/", views.overview_metrics_partial, name="overview_metrics"),
+    path("sessions/", views.session_list_view, name="session_list"),
+    path("sessions/export/", views.filter_export, name="filter_export"),
+    path("sessions/<str:session_id>/", views.session_detail_view, name="session_detail"),
+    path("sessions/<str:session_id>/turns/", views.session_turns_older_view, name="session_turns"),
+    path("sessions/<str:session_id>/summary-panel/", views.session_summary_panel, name="session_summary_panel"),
+    path("sessions/<str:session_id>/verify/", views.session_verify_view, name="session_verify"),
+    path("sessions/<str:session_id>/close/", views.session_close_view, name="session_close"),
+    path("sessions/<str:session_id>/summarize/", views.session_summarize_view, name="session_summarize"),
+    path("sessions/<str:session_id>/export/", views.session_export, name="session_export"),
+    path("sessions/<str:session_id>/delete/", views.session_delete_view, name="session_delete"),
+    path("customers/<str:customer_id>/", views.customer_detail_view, name="customer_detail"),
+    path("customers/<str:customer_id>/export/", views.customer_export, name="customer_export"),
+]
