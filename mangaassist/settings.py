@@ -180,13 +180,53 @@ CONNECTION_TTL_SECONDS = env_int("CONNECTION_TTL_SECONDS", 7200, minimum=1)
 PAGE_SIZE = env_int("PAGE_SIZE", 25, minimum=1)
 
 # --- Celery -------------------------------------------------------------------------------------
+# Any kombu URL works: redis://, rediss://, amqp:// (RabbitMQ), sqs://. The Redis-only transport
+# options below are applied by mangaassist/celery.py for Redis URLs only.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "redis://127.0.0.1:6379/1")
 CELERY_RESULT_BACKEND = env_optional("CELERY_RESULT_BACKEND")
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# Redis broker: an unacknowledged message (acks_late) is handed to another worker once it has been
+# reserved this long, so a SIGKILLed worker's task is redelivered. It must exceed the longest
+# task run plus the longest retry countdown (a reserved countdown task is also "unacked"), or
+# healthy tasks get delivered twice (harmless — tasks are idempotent — but wasted work).
+# https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html#visibility-timeout
+_visibility_timeout = env_int("CELERY_VISIBILITY_TIMEOUT", 600, minimum=1)
+# How often an idle worker looks for messages past their visibility timeout (seconds).
+_restore_interval = env_int("CELERY_UNACKED_RESTORE_INTERVAL", 10, minimum=1)
+# Publishing happens inside the append request: never wait long for a broker that is down.
+CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 1.0, minimum=0.05)
+CELERY_BROKER_TRANSPORT_OPTIONS = (
+    {
+        "visibility_timeout": _visibility_timeout,
+        "unacked_restore_interval": _restore_interval,
+        "unacked_restore_throttle": 1,  # scan on every restore tick: the interval is the one knob
+        "socket_connect_timeout": CELERY_BROKER_CONNECTION_TIMEOUT,
+        "socket_timeout": env_float("CELERY_BROKER_SOCKET_TIMEOUT", 5.0, minimum=0.1),
+    }
+    if CELERY_BROKER_URL.split("://", 1)[0] in {"redis", "rediss", "sentinel"}
+    else {}  # RabbitMQ (amqp://) redelivers unacked messages on connection loss by itself
+)
 SUMMARY_EVERY_N_TURNS = env_int("SUMMARY_EVERY_N_TURNS", 10, minimum=1)
 SUMMARY_IDLE_MINUTES = env_int("SUMMARY_IDLE_MINUTES", 15, minimum=1)
+SUMMARY_SWEEP_SECONDS = env_int("SUMMARY_SWEEP_SECONDS", 60, minimum=1)
+# Shards of the sparse summary_due index (like the status index: one hot partition avoided).
+SUMMARY_DUE_SHARDS = env_int("SUMMARY_DUE_SHARDS", 4, minimum=1)
+SUMMARY_SOFT_TIME_LIMIT = env_int("SUMMARY_SOFT_TIME_LIMIT", 120, minimum=1)
+SUMMARY_TIME_LIMIT = env_int("SUMMARY_TIME_LIMIT", 150, minimum=2)
+SUMMARY_MAX_RETRIES = env_int("SUMMARY_MAX_RETRIES", 6, minimum=0)
+# A "pending" request older than this without a result is shown as stale (the sweep re-requests).
+SUMMARY_PENDING_MINUTES = env_int("SUMMARY_PENDING_MINUTES", 30, minimum=1)
+# "extractive" (offline, deterministic), "bedrock", or a dotted path to a Summarizer class.
 SUMMARIZER = env_str("SUMMARIZER", "extractive")
 BEDROCK_MODEL_ID = env_str("BEDROCK_MODEL_ID", "anthropic.claude-3-haiku-20240307-v1:0")
+BEDROCK_REGION = env_str("BEDROCK_REGION", AWS_REGION)
+BEDROCK_MAX_TOKENS = env_int("BEDROCK_MAX_TOKENS", 600, minimum=16)
+BEDROCK_READ_TIMEOUT = env_float("BEDROCK_READ_TIMEOUT", 60.0, minimum=1.0)
+CELERY_BEAT_SCHEDULE = {
+    # expires: with no worker running, beat must not pile up sweeps that would all run at once later.
+    "summary-sweep": {"task": "sessions_app.summary_sweep", "schedule": float(SUMMARY_SWEEP_SECONDS),
+                      "options": {"expires": float(SUMMARY_SWEEP_SECONDS)}},
+}
 
 # --- Logging ------------------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")

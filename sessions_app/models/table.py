@@ -2,7 +2,7 @@
 
 | item            | PK               | SK                    | indexes                                   |
 |-----------------|------------------|-----------------------|-------------------------------------------|
-| session META    | SESSION#<id>     | META                  | by_customer, by_day (sharded), by_status  |
+| session META    | SESSION#<id>     | META                  | by_customer, by_day, by_status, summary_due |
 | turn            | SESSION#<id>     | TURN#<seq:010d>       |                                           |
 | summary         | SESSION#<id>     | SUMMARY#<seq:010d>    | (keyed by the last turn it covers)        |
 | client msg id   | SESSION#<id>     | MSGID#<client_msg_id> | (idempotency marker for turn appends)     |
@@ -31,7 +31,7 @@ from pynamodb.attributes import (
     UTCDateTimeAttribute,
 )
 from pynamodb.constants import BINARY
-from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection
+from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 
 from .. import dynamo
@@ -112,6 +112,19 @@ class ByStatusIndex(GlobalSecondaryIndex):
     gsi3sk = UnicodeAttribute(range_key=True, attr_name="GSI3SK")
 
 
+class SummaryDueIndex(GlobalSecondaryIndex):
+    """Sparse: only sessions with turns no summary covers yet. The key is set once per
+    unsummarised stretch (``if_not_exists`` in the append transaction) and removed when a summary
+    covers the last turn, so appends do not rewrite the index. Keys only: the sweep re-reads META."""
+
+    class Meta:
+        index_name = "summary_due"
+        projection = KeysOnlyProjection()
+
+    summary_due_pk = UnicodeAttribute(hash_key=True, attr_name="GSI4PK")
+    summary_due_sk = UnicodeAttribute(range_key=True, attr_name="GSI4SK")
+
+
 class ChatItem(Model):
     """Base of every item in the table; ``type`` tells them apart."""
 
@@ -176,10 +189,14 @@ class SessionMeta(ChatItem, discriminator="session"):
     gsi2sk = UnicodeAttribute(attr_name="GSI2SK")
     gsi3pk = UnicodeAttribute(null=True, attr_name="GSI3PK")
     gsi3sk = UnicodeAttribute(null=True, attr_name="GSI3SK")
+    # summary_due index: DUE#<shard> / time the unsummarised stretch began (see SummaryDueIndex).
+    summary_due_pk = UnicodeAttribute(null=True, attr_name="GSI4PK")
+    summary_due_sk = UnicodeAttribute(null=True, attr_name="GSI4SK")
 
     by_customer = ByCustomerIndex()
     by_day = ByDayIndex()
     by_status = ByStatusIndex()
+    summary_due = SummaryDueIndex()
 
 
 class Turn(ChatItem, discriminator="turn"):

@@ -12,6 +12,7 @@ from .. import keys
 from ..exceptions import InvalidInput, SessionNotFound
 from ..models import SessionMeta, SessionStatus
 from .common import utcnow, validate_id
+from .summaries import summary_request
 
 CHANNELS = ("web", "app", "line", "email", "voice")
 LOCALES = ("en", "ja")
@@ -90,8 +91,12 @@ def session_start(
 
 def session_close(*, session_id: str) -> tuple[SessionMeta, bool]:
     """Mark a session closed and take it out of the sparse status index. Returns
-    ``(meta, changed)``; closing a closed session is a no-op (idempotent)."""
-    return _session_set_status(session_id=session_id, status=SessionStatus.CLOSED)
+    ``(meta, changed)``; closing a closed session is a no-op (idempotent). Enqueues a final
+    summary when turns are not covered yet (after the write; never fails the close)."""
+    meta, changed = _session_set_status(session_id=session_id, status=SessionStatus.CLOSED)
+    if changed and int(meta.turn_count or 0) > int(meta.summary_through or 0):
+        summary_request(session_id=session_id, reason="close")
+    return meta, changed
 
 
 def session_hand_off(*, session_id: str) -> tuple[SessionMeta, bool]:

@@ -16,7 +16,9 @@ from .. import dynamo, keys
 from ..realtime import RateDecision, context_cache_turn_written, rate_limit_hit, session_write_lock
 from ..exceptions import ConflictRetryExhausted, InvalidInput, SessionClosed, SessionNotFound
 from ..models import ClientMessageMarker, SessionMeta, SessionStatus, Turn
+from ..selectors.summaries import summary_due_pk, summary_due_sk
 from .common import utcnow, validate_id
+from .summaries import summary_request
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +119,14 @@ def turn_write(
                 tx.save(marker, condition=ClientMessageMarker.pk.does_not_exist())
                 tx.update(
                     SessionMeta(pk, keys.META_SK),
-                    actions=[SessionMeta.turn_count.set(seq), SessionMeta.last_message_at.set(now)],
+                    actions=[
+                        SessionMeta.turn_count.set(seq),
+                        SessionMeta.last_message_at.set(now),
+                        # summary_due index: set once per unsummarised stretch (if_not_exists), so
+                        # appends don't rewrite the index; cleared when a summary covers the last turn.
+                        SessionMeta.summary_due_pk.set(SessionMeta.summary_due_pk | summary_due_pk(session_id=session_id)),
+                        SessionMeta.summary_due_sk.set(SessionMeta.summary_due_sk | summary_due_sk(since=now)),
+                    ],
                     condition=(SessionMeta.turn_count == expected) & (SessionMeta.status != SessionStatus.CLOSED),
                 )
         except TransactWriteError as exc:
@@ -176,4 +185,7 @@ def turn_append(
         )
     if result.created:
         context_cache_turn_written(session_id=session_id, seq=int(result.turn.seq))
+        # After the write returned (DynamoDB has it); summary_request never raises.
+        if int(result.turn.seq) % settings.SUMMARY_EVERY_N_TURNS == 0:
+            summary_request(session_id=session_id, reason="every_n_turns")
     return AppendResult(turn=result.turn, created=result.created, meta=result.meta, rate=decision)

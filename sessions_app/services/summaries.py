@@ -1,0 +1,352 @@
+"""Writing session summaries, asking for them, and sweeping for sessions that need one.
+
+Contract of the write (architecture.md §6): a summary is keyed by the last turn it covers
+(``SUMMARY#<through_seq>``) and written in one TransactWriteItems with META:
+
+- the Summary put requires ``attribute_not_exists`` — a redelivered or duplicate task computing
+  the same range writes nothing new;
+- META's ``summary_through`` moves only forward (``summary_through < :new``) — a slower run that
+  read fewer turns can never replace a newer summary, and its put is rolled back with it.
+
+The Redis lock in :func:`summary_generate` only saves work (two workers summarising the same
+session at once); the conditions above are the guard.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from pynamodb.exceptions import PynamoDBException, TransactWriteError, UpdateError
+from pynamodb.transactions import TransactWrite
+
+from .. import dynamo, keys
+from ..exceptions import SessionNotFound, StoreUnavailable
+from ..models import SessionMeta, Summary, Turn
+from ..realtime import context_cache_invalidate, redis_boundary, redis_connection
+from ..exceptions import RedisUnavailable
+from ..selectors.summaries import SummaryStates, meta_is_due, summary_due_candidates
+from ..summarizers import Summarizer, Transcript, TranscriptTurn, summarizer_get
+from .common import utcnow, validate_id
+
+log = logging.getLogger(__name__)
+
+TASK_NAME = "sessions_app.summary_generate"
+MAX_ERROR_CHARS = 500
+
+# DynamoDB answers that mean "try again later", not "your request is wrong".
+# https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Programming.Errors.html
+TRANSIENT_CODES = frozenset({
+    "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+    "InternalServerError", "ServiceUnavailable", "TransactionInProgressException",
+    "TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded",
+})
+
+
+class Outcome:
+    WRITTEN = "written"  # a new summary item was written
+    COVERED = "covered"  # the latest summary already covers the last turn: nothing to do
+    DUPLICATE = "duplicate"  # a summary over exactly these turns exists (redelivery): nothing new
+    SUPERSEDED = "superseded"  # a newer summary landed while this run worked: nothing written
+    BUSY = "busy"  # another task holds the session's summary lock: it will do the work
+    EMPTY = "empty"  # no turns yet
+
+
+@dataclass(frozen=True)
+class SummaryOutcome:
+    status: str
+    session_id: str
+    through_seq: int
+    generator: str | None = None
+
+
+# --- enqueue failures: counted in-process (the broker being down is exactly when Redis can't count)
+
+_counter_lock = threading.Lock()
+_enqueue_failures: Counter[str] = Counter()
+
+
+def summary_enqueue_failures() -> dict[str, int]:
+    """How many summary requests could not be enqueued in this process, by reason."""
+    with _counter_lock:
+        return dict(_enqueue_failures)
+
+
+def _transient(exc: PynamoDBException) -> bool:
+    codes = {exc.cause_response_code}
+    if isinstance(exc, TransactWriteError):
+        codes |= {r.code for r in (exc.cancellation_reasons or []) if r is not None}
+    return bool(codes & TRANSIENT_CODES)
+
+
+def _store_boundary(operation: str, exc: PynamoDBException) -> StoreUnavailable | None:
+    if _transient(exc):
+        return StoreUnavailable(f"DynamoDB {operation}: {exc.cause_response_code}: {exc}")
+    return None
+
+
+# --- the summary lock (saves work only) ---------------------------------------------------------
+
+_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+def _lock_key(session_id: str) -> str:
+    # Namespaced like the session write lock (realtime/keys.py: lock:session:<id>).
+    return f"lock:summary:{session_id}"
+
+
+def _lock_acquire(session_id: str, token: str) -> bool:
+    """True if this run may go ahead. The token is the task id, so a redelivery of the same task
+    (its first worker died holding the lock) takes the lock over instead of waiting for the TTL.
+    Redis down: go ahead (the conditional write is the guard)."""
+    ttl = int(settings.SUMMARY_TIME_LIMIT) + 30
+    try:
+        with redis_boundary("summary_lock_acquire"):
+            client = redis_connection()
+            if client.set(_lock_key(session_id), token, nx=True, ex=ttl):
+                return True
+            holder = client.get(_lock_key(session_id))
+            if holder is not None and holder.decode() == token:
+                client.expire(_lock_key(session_id), ttl)
+                return True
+            return holder is None and bool(client.set(_lock_key(session_id), token, nx=True, ex=ttl))
+    except RedisUnavailable:
+        return True
+
+
+def _lock_release(session_id: str, token: str) -> None:
+    try:
+        with redis_boundary("summary_lock_release"):
+            redis_connection().eval(_RELEASE, 1, _lock_key(session_id), token)
+    except RedisUnavailable:
+        pass  # the TTL frees it
+
+
+# --- reading what to summarise ---------------------------------------------------------------------
+
+def _meta_consistent(session_id: str) -> SessionMeta:
+    try:
+        return SessionMeta.get(keys.session_pk(session_id), keys.META_SK, consistent_read=True)
+    except SessionMeta.DoesNotExist:
+        raise SessionNotFound(f"session {session_id} does not exist", field="session_id") from None
+
+
+def transcript_read(*, meta: SessionMeta, through_seq: int) -> Transcript:
+    """Turns 1..through_seq, strongly consistent (never the context cache, never DAX): the
+    summary must describe exactly the turns it claims to cover."""
+    turns = Turn.query(
+        meta.pk, Turn.sk.between(keys.turn_sk(1), keys.turn_sk(through_seq)), consistent_read=True,
+    )
+    return Transcript(
+        session_id=meta.session_id, locale=meta.locale or "en",
+        turns=tuple(TranscriptTurn(seq=int(t.seq), role=t.role, text=t.text) for t in turns),
+    )
+
+
+# --- the write ------------------------------------------------------------------------------------
+
+def summary_write(*, session_id: str, through_seq: int, text: str, generator: str, task_id: str | None = None,
+                  now: datetime | None = None) -> SummaryOutcome:
+    """Store a summary of turns 1..through_seq (see the module docstring for the conditions).
+
+    Returns WRITTEN, DUPLICATE (that exact summary key exists) or SUPERSEDED (META already
+    records a summary at or beyond ``through_seq``). Raises ``StoreUnavailable`` on throttling
+    or a transaction conflict (retry), ``SessionNotFound`` if META is gone.
+    """
+    pk = keys.session_pk(session_id)
+    now = now or utcnow()
+    meta_probe = SessionMeta(pk, keys.META_SK)
+    summary = Summary(pk, keys.summary_sk(through_seq), through_seq=through_seq, text=text, generator=generator,
+                      created_at=now, task_id=task_id)
+    try:
+        with TransactWrite(connection=dynamo.connection()) as tx:
+            tx.save(summary, condition=Summary.pk.does_not_exist())
+            tx.update(
+                meta_probe,
+                actions=[
+                    SessionMeta.summary_through.set(through_seq),
+                    SessionMeta.summary_state.set(SummaryStates.FRESH),
+                    SessionMeta.summary_error.remove(),
+                    SessionMeta.summary_task_id.set(task_id) if task_id else SessionMeta.summary_task_id.remove(),
+                ],
+                condition=SessionMeta.pk.exists() & (
+                    SessionMeta.summary_through.does_not_exist() | (SessionMeta.summary_through < through_seq)
+                ),
+            )
+    except TransactWriteError as exc:
+        if (err := _store_boundary("TransactWriteItems", exc)) is not None:
+            raise err from exc
+        if exc.cause_response_code != "TransactionCanceledException":
+            raise
+        # Decide from a consistent re-read, not the reasons: DAX drops CancellationReasons.
+        if Summary.count(pk, Summary.sk == keys.summary_sk(through_seq), consistent_read=True):
+            status = Outcome.DUPLICATE
+        else:
+            meta = _meta_consistent(session_id)
+            if int(meta.summary_through or 0) < through_seq:
+                raise StoreUnavailable(f"summary write for {session_id} cancelled for no visible reason; retry") from exc
+            status = Outcome.SUPERSEDED
+        log.info("summary of %s through %d not written: %s", session_id, through_seq, status)
+        return SummaryOutcome(status=status, session_id=session_id, through_seq=through_seq, generator=generator)
+    _due_clear(session_id)
+    context_cache_invalidate(session_id=session_id)
+    return SummaryOutcome(status=Outcome.WRITTEN, session_id=session_id, through_seq=through_seq, generator=generator)
+
+
+def _due_clear(session_id: str) -> bool:
+    """Take the session out of the summary_due index if its summary covers its last turn.
+    The condition is evaluated on the item, so an append that lands in between keeps it due."""
+    try:
+        SessionMeta(keys.session_pk(session_id), keys.META_SK).update(
+            actions=[SessionMeta.summary_due_pk.remove(), SessionMeta.summary_due_sk.remove()],
+            condition=SessionMeta.pk.exists() & (SessionMeta.turn_count <= SessionMeta.summary_through)
+            & SessionMeta.summary_due_pk.exists(),
+        )
+    except UpdateError as exc:
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        # A marker left behind costs one extra sweep look-up, never a wrong summary.
+        log.warning("could not clear summary_due marker of %s: %s", session_id, exc)
+        return False
+    return True
+
+
+def summary_generate(*, session_id: str, task_id: str | None = None,
+                     summarizer: Summarizer | None = None) -> SummaryOutcome:
+    """Summarise the session's turns up to its current last turn and store the result.
+
+    Idempotent: re-running after success finds the summary covering the last turn (COVERED) or
+    the same key taken (DUPLICATE) and writes nothing. Reads META and turns strongly consistent.
+    Raises ``SessionNotFound``; ``StoreUnavailable`` / ``SummarizerUnavailable`` (transient:
+    retry); ``SummarizerError`` (permanent).
+    """
+    validate_id(session_id, field="session_id")
+    token = task_id or uuid.uuid4().hex
+    try:
+        meta = _meta_consistent(session_id)
+        through = int(meta.turn_count or 0)
+        if through == 0:
+            return SummaryOutcome(status=Outcome.EMPTY, session_id=session_id, through_seq=0)
+        if int(meta.summary_through or 0) >= through:
+            _due_clear(session_id)
+            return SummaryOutcome(status=Outcome.COVERED, session_id=session_id, through_seq=int(meta.summary_through))
+        if not _lock_acquire(session_id, token):
+            log.info("summary of %s already being generated by another task", session_id)
+            return SummaryOutcome(status=Outcome.BUSY, session_id=session_id, through_seq=int(meta.summary_through or 0))
+        try:
+            transcript = transcript_read(meta=meta, through_seq=through)
+            result = (summarizer or summarizer_get()).summarize(transcript)
+            return summary_write(session_id=session_id, through_seq=through, text=result.text,
+                                 generator=result.generator, task_id=task_id)
+        finally:
+            _lock_release(session_id, token)
+    except PynamoDBException as exc:
+        if (err := _store_boundary(type(exc).__name__, exc)) is not None:
+            raise err from exc
+        raise
+
+
+# --- requests and task bookkeeping ----------------------------------------------------------------
+
+def summary_request(*, session_id: str, reason: str) -> str | None:
+    """Enqueue a summary of the session. Returns the task id, or None if it could not be enqueued.
+
+    Never raises: it runs after an append or a close has been stored, and a summary is never worth
+    failing those for. Broker down → logged, counted (``summary_enqueue_failures``), and the
+    sweep asks again once the session is idle. Then marks META pending (best effort, guarded so
+    it cannot mark a session whose summary already covers its last turn).
+    """
+    from mangaassist.celery import app  # the app imports Django settings; keep services importable without it
+
+    task_id = uuid.uuid4().hex
+    try:
+        # retry=False: publishing happens inside the customer's request; a down broker must cost
+        # one fast connection error (CELERY_BROKER_CONNECTION_TIMEOUT), not kombu's retry loop.
+        app.send_task(TASK_NAME, args=[session_id], task_id=task_id, retry=False)
+    except Exception as exc:  # kombu raises OperationalError, redis-py ConnectionError, OSError, ...
+        with _counter_lock:
+            _enqueue_failures[reason] += 1
+        log.warning("could not enqueue summary of %s (%s): %s: %s", session_id, reason, type(exc).__name__, exc)
+        return None
+    try:
+        SessionMeta(keys.session_pk(session_id), keys.META_SK).update(
+            actions=[
+                SessionMeta.summary_state.set(SummaryStates.PENDING),
+                SessionMeta.summary_task_id.set(task_id),
+                SessionMeta.summary_requested_at.set(utcnow()),
+                SessionMeta.summary_retries.set(0),
+                SessionMeta.summary_error.remove(),
+            ],
+            condition=SessionMeta.pk.exists() & (SessionMeta.summary_through < SessionMeta.turn_count),
+        )
+    except UpdateError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            log.warning("could not mark summary of %s pending: %s", session_id, exc)
+    except Exception as exc:  # StoreUnavailable and friends: the task is queued; state is cosmetic
+        log.warning("could not mark summary of %s pending: %s", session_id, exc)
+    log.info("summary of %s requested (%s): task %s", session_id, reason, task_id)
+    return task_id
+
+
+def summary_mark_attempt(*, session_id: str, task_id: str, retries: int, error: str, failed: bool) -> None:
+    """Record a retry (or the final failure) on META for the console. Only for the task META
+    currently points at, so an old task's failure can't hide a newer request. Best effort."""
+    actions = [
+        SessionMeta.summary_retries.set(retries),
+        SessionMeta.summary_error.set(error[:MAX_ERROR_CHARS]),
+    ]
+    if failed:
+        actions.append(SessionMeta.summary_state.set(SummaryStates.FAILED))
+    try:
+        SessionMeta(keys.session_pk(session_id), keys.META_SK).update(
+            actions=actions,
+            condition=SessionMeta.pk.exists() & (SessionMeta.summary_task_id == task_id)
+            & (SessionMeta.summary_through < SessionMeta.turn_count),
+        )
+    except UpdateError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            log.warning("could not record summary attempt of %s: %s", session_id, exc)
+    except Exception as exc:
+        log.warning("could not record summary attempt of %s: %s", session_id, exc)
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    requested: list[str]  # enqueued now
+    pending: list[str]  # due, but a request is still in flight
+    cleared: list[str]  # were marked due but are covered: marker removed
+    not_queued: list[str]  # due, but the broker refused
+
+
+def summary_sweep(*, now: datetime | None = None, limit: int = 1000) -> SweepReport:
+    """Request summaries for sessions idle longer than ``SUMMARY_IDLE_MINUTES`` whose summary does
+    not cover their last turn (found through the summary_due index; never a Scan).
+
+    A session with a request younger than ``SUMMARY_PENDING_MINUTES`` is left alone, so a slow
+    queue is not flooded with one more request per sweep. Safe to run concurrently with itself:
+    duplicate requests are harmless (the task is idempotent).
+    """
+    now = now or utcnow()
+    cutoff = now - timedelta(minutes=settings.SUMMARY_IDLE_MINUTES)
+    pending_since = now - timedelta(minutes=settings.SUMMARY_PENDING_MINUTES)
+    requested, pending, cleared, not_queued = [], [], [], []
+    for meta in summary_due_candidates(marked_before=cutoff, limit=limit):
+        if int(meta.turn_count or 0) <= int(meta.summary_through or 0):
+            if _due_clear(meta.session_id):
+                cleared.append(meta.session_id)
+            continue
+        if not meta_is_due(meta=meta, idle_cutoff=cutoff):
+            continue
+        if meta.summary_state == SummaryStates.PENDING and meta.summary_requested_at and meta.summary_requested_at > pending_since:
+            pending.append(meta.session_id)
+            continue
+        if summary_request(session_id=meta.session_id, reason="idle_sweep"):
+            requested.append(meta.session_id)
+        else:
+            not_queued.append(meta.session_id)
+    return SweepReport(requested=requested, pending=pending, cleared=cleared, not_queued=not_queued)

@@ -1,0 +1,89 @@
+"""Celery tasks. Each takes ids, calls one service, and is idempotent (architecture.md §6).
+
+Delivery is at-least-once (``acks_late`` + ``reject_on_worker_lost``, see mangaassist/celery.py);
+the summary service's conditional write makes a second delivery write nothing new.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+
+from mangaassist.celery import app
+
+from .exceptions import SessionNotFound, StoreUnavailable
+from .services import summaries
+from .summarizers import SummarizerUnavailable
+
+log = logging.getLogger(__name__)
+
+# Worth retrying: throttling/unreachable DynamoDB or DAX, a throttled or timed-out summarizer.
+TRANSIENT = (StoreUnavailable, SummarizerUnavailable)
+
+
+class SummaryTask(Task):
+    """Records retries and the final failure on the session's META, where the console reads them."""
+
+    def on_retry(self, exc, task_id, args, kwargs, einfo):
+        summaries.summary_mark_attempt(session_id=_session_id(args, kwargs), task_id=task_id,
+                                       retries=self.request.retries + 1, error=f"{type(exc).__name__}: {exc}", failed=False)
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        summaries.summary_mark_attempt(session_id=_session_id(args, kwargs), task_id=task_id,
+                                       retries=self.request.retries, error=f"{type(exc).__name__}: {exc}", failed=True)
+
+
+def _session_id(args, kwargs) -> str:
+    return kwargs.get("session_id") or args[0]
+
+
+@app.task(
+    bind=True,
+    base=SummaryTask,
+    name="sessions_app.summary_generate",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=TRANSIENT,
+    retry_backoff=True,  # 1 s, 2 s, 4 s, ... with full jitter, capped below
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=settings.SUMMARY_MAX_RETRIES,
+    soft_time_limit=settings.SUMMARY_SOFT_TIME_LIMIT,
+    time_limit=settings.SUMMARY_TIME_LIMIT,
+)
+def summary_generate(self, session_id: str) -> dict:
+    """Summarise one session up to its last turn (see services.summaries.summary_generate)."""
+    try:
+        outcome = summaries.summary_generate(session_id=session_id, task_id=self.request.id)
+    except SessionNotFound:
+        log.info("summary of %s skipped: the session no longer exists", session_id)
+        return {"status": "missing", "session_id": session_id}
+    except SoftTimeLimitExceeded:
+        # A summary that outgrew its time budget is retried by the sweep, not in a tight loop.
+        log.warning("summary of %s exceeded its soft time limit", session_id)
+        raise
+    return {"status": outcome.status, "session_id": session_id, "through_seq": outcome.through_seq}
+
+
+@app.task(
+    name="sessions_app.summary_sweep",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(StoreUnavailable,),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=3,
+    soft_time_limit=120,
+    time_limit=150,
+)
+def summary_sweep() -> dict:
+    """Beat: request summaries for idle sessions their summary does not cover."""
+    report = summaries.summary_sweep()
+    if report.requested or report.not_queued:
+        log.info("summary sweep: %d requested, %d pending, %d cleared, %d not queued",
+                 len(report.requested), len(report.pending), len(report.cleared), len(report.not_queued))
+    return {"requested": len(report.requested), "pending": len(report.pending), "cleared": len(report.cleared),
+            "not_queued": len(report.not_queued)}
