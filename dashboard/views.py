@@ -90,6 +90,10 @@ def session_turns_older_view(request: HttpRequest, session_id: str) -> HttpRespo
 @require_GET
 @console_view(VIEW)
 def session_summary_panel(request: HttpRequest, session_id: str) -> HttpResponse:
+    return _summary_panel(request, session_id)
+
+
+def _summary_panel(request: HttpRequest, session_id: str) -> HttpResponse:
     panel = staff_selectors.session_summary_panel(session_id=_id(session_id, field="session_id"))
     object_check(request, perm=VIEW, obj=panel.meta)
     return render(request, "dashboard/partials/summary_panel.html", {"p": panel, "meta": panel.meta, "state": panel.state, "summary_read": panel.read})
@@ -138,10 +142,13 @@ def session_close_view(request: HttpRequest, session_id: str) -> HttpResponse:
 def session_summarize_view(request: HttpRequest, session_id: str) -> HttpResponse:
     session_id = _id(session_id, field="session_id")
     object_check(request, perm=OPERATE, obj=session_id, session_id=session_id)
-    staff_services.staff_summary_request(actor=request.user, session_id=session_id)
-    if request.htmx:
-        return session_summary_panel(request, session_id)
-    messages.success(request, "Summary regeneration requested.")
+    task_id = staff_services.staff_summary_request(actor=request.user, session_id=session_id)
+    if request.htmx:  # the panel itself shows the task id and state, and polls while pending
+        return _summary_panel(request, session_id)
+    if task_id is None:
+        messages.error(request, "The summary task could not be queued (broker unavailable); the sweep will retry.")
+    else:
+        messages.success(request, f"Summary regeneration requested (task {task_id}).")
     return _back_to_session(request, session_id)
 
 

@@ -11,7 +11,6 @@ import logging
 from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 
@@ -20,6 +19,7 @@ from ..exceptions import InvalidInput, MangaAssistError, RedisUnavailable, Sessi
 from ..models import AuditLog, ChatItem, SessionMeta
 from ..realtime import context_cache_invalidate, presence_clear, realtime_forget_session, realtime_keys_for_session
 from .common import utcnow, validate_id
+from ..selectors.sessions import session_get
 from .sessions import session_close
 
 log = logging.getLogger(__name__)
@@ -89,16 +89,21 @@ def staff_session_close(*, actor: AbstractBaseUser, session_id: str) -> tuple[Se
     return meta, changed
 
 
-def staff_summary_request(*, actor: AbstractBaseUser, session_id: str) -> Any:
-    """Ask the summary service for a fresh summary; returns whatever task state it reports."""
+def staff_summary_request(*, actor: AbstractBaseUser, session_id: str) -> str | None:
+    """Ask the summary service for a fresh summary. Returns the task id, or None when the broker
+    could not take the task (audited as "not_queued"; the summary sweep will ask again)."""
     with _audited(actor=actor, action="summary_request", session_id=session_id) as audit:
         try:
             summaries = importlib.import_module("sessions_app.services.summaries")
         except ImportError:
             raise ActionUnavailable("summary regeneration is not available yet") from None
-        result = summaries.summary_request(session_id=session_id, reason="staff")
-        audit.detail["result"] = str(result)[:200]
-    return result
+        meta = session_get(session_id=session_id)  # a missing session is a 404, not a queued task
+        audit.customer_id = meta.customer_id
+        task_id = summaries.summary_request(session_id=session_id, reason="staff")
+        audit.detail["task_id"] = task_id
+        if task_id is None:
+            audit.outcome = "not_queued"
+    return task_id
 
 
 def staff_export_record(*, actor: AbstractBaseUser, fmt: str, scope: str, session_id: str = "",

@@ -40,3 +40,30 @@ def viewer_client(client, viewer):
 def supervisor_client(client, supervisor):
     client.force_login(supervisor)
     return client
+
+
+@pytest.fixture(scope="session")
+def dax_node(infra):
+    """The local DAX node in front of DynamoDB Local (a real DAX client talks to it)."""
+    from devtools import procs
+    from devtools.dax import start_dax_node
+
+    port, stats_port = procs.free_port(), procs.free_port()
+    proc = start_dax_node(port, dynamodb_endpoint=infra["dynamodb_endpoint"], stats_port=stats_port,
+                          log=infra["logs"] / "dax-node-dashboard.log")
+    yield {"endpoint": f"127.0.0.1:{port}", "stats_url": f"http://127.0.0.1:{stats_port}/stats"}
+    procs.stop(proc)
+
+
+@pytest.fixture
+def through_dax(console, dax_node, settings):
+    """Reads (and writes) of this test go through the DAX node."""
+    from sessions_app import dynamo
+
+    settings.DAX_ENDPOINTS = [dax_node["endpoint"]]
+    settings.DAX_STATS_URL = dax_node["stats_url"]
+    settings.DAX_WRITE_THROUGH = True
+    dynamo.reset_connections()
+    yield dax_node
+    settings.DAX_ENDPOINTS = []
+    dynamo.reset_connections()

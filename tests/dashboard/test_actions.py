@@ -1,0 +1,126 @@
+"""Supervisor actions: close, regenerate summary, exports, privacy delete — each audited."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from django.urls import reverse
+
+from sessions_app import keys, services
+from sessions_app.models import AuditLog, ChatItem, SessionMeta
+from sessions_app.realtime import connection_put, presence_heartbeat, realtime_keys_for_session
+from tests.builders import at, make_session
+
+XSS = '<img src=x onerror="alert(1)">'
+
+
+def _body(response) -> bytes:
+    return b"".join(response.streaming_content)
+
+
+def test_close_closes_and_audits(console, supervisor_client):
+    meta = make_session(turns=2, customer_id="cust-c")
+    response = supervisor_client.post(reverse("dashboard:session_close", args=[meta.session_id]), follow=True)
+    assert "Session closed." in response.content.decode()
+    assert SessionMeta.get(meta.pk, meta.sk, consistent_read=True).status == "closed"
+    row = AuditLog.objects.get(action="session_close")
+    assert (row.actor_username, row.session_id, row.customer_id, row.outcome) == ("sam", meta.session_id, "cust-c", "ok")
+    assert row.detail == {"changed": True}
+
+
+def test_close_of_missing_session_is_404_and_audited_as_error(console, supervisor_client):
+    response = supervisor_client.post(reverse("dashboard:session_close", args=["nope"]))
+    assert response.status_code == 404
+    assert AuditLog.objects.get(action="session_close").outcome == "error"
+
+
+def test_regenerate_summary_marks_pending_and_audits_the_task(console, supervisor_client):
+    meta = make_session(turns=4)
+    response = supervisor_client.post(reverse("dashboard:session_summarize", args=[meta.session_id]),
+                                      HTTP_HX_REQUEST="true")
+    body = response.content.decode()
+    row = AuditLog.objects.get(action="summary_request")
+    assert row.session_id == meta.session_id
+    if row.outcome == "ok":  # a broker is reachable in this test run
+        assert 'data-summary-state="pending"' in body and 'hx-trigger="every 2s"' in body
+        assert row.detail["task_id"] in body
+    else:
+        assert row.outcome == "not_queued"
+
+
+def test_session_export_json_contains_every_turn_escaped_nowhere(console, supervisor_client):
+    meta = make_session(turns=3, customer_id="cust-e")
+    services.turn_write(session_id=meta.session_id, role="user", text=XSS + " 日本語", client_msg_id="x")
+    response = supervisor_client.post(reverse("dashboard:session_export", args=[meta.session_id]), {"format": "json"})
+    assert response["Content-Disposition"] == f'attachment; filename="session-{meta.session_id}.json"'
+    data = json.loads(_body(response))
+    (exported,) = data["sessions"]
+    assert exported["session"]["customer_id"] == "cust-e"
+    assert [t["seq"] for t in exported["turns"]] == [1, 2, 3, 4]
+    assert exported["turns"][-1]["text"] == XSS + " 日本語"  # data, not HTML: exported verbatim
+    row = AuditLog.objects.get(action="export_json")
+    assert (row.session_id, row.customer_id, row.outcome, row.detail["scope"]) == (meta.session_id, "cust-e", "streamed", "session")
+
+
+def test_customer_export_csv_has_one_row_per_turn_and_defuses_formulas(console, supervisor_client):
+    a = make_session(customer_id="cust-f", turns=2, started_at=at("2026-11-20"))
+    b = make_session(customer_id="cust-f", turns=1, started_at=at("2026-11-21"))
+    make_session(customer_id="cust-g", turns=5)
+    services.turn_write(session_id=b.session_id, role="user", text="=HYPERLINK(\"http://evil\")", client_msg_id="f")
+    response = supervisor_client.post(reverse("dashboard:customer_export", args=["cust-f"]), {"format": "csv"})
+    rows = list(csv.DictReader(io.StringIO(_body(response).decode("utf-8-sig"))))
+    assert [(r["session_id"], r["seq"]) for r in rows] == [(b.session_id, "1"), (b.session_id, "2"), (a.session_id, "1"), (a.session_id, "2")]
+    assert rows[1]["text"] == "'=HYPERLINK(\"http://evil\")"
+    assert AuditLog.objects.get(action="export_csv").customer_id == "cust-f"
+
+
+def test_filter_export_uses_the_list_filters(console, supervisor_client):
+    keep = make_session(channel="line", started_at=at("2026-11-20"), turns=1)
+    make_session(channel="web", started_at=at("2026-11-20", 1), turns=1)
+    url = reverse("dashboard:filter_export") + "?day_from=2026-11-20&day_to=2026-11-20&channel=line"
+    data = json.loads(_body(supervisor_client.post(url, {"format": "json"})))
+    assert [s["session"]["session_id"] for s in data["sessions"]] == [keep.session_id]
+    assert AuditLog.objects.get(action="export_json").detail["filters"]["channel"] == "line"
+
+
+def test_delete_dry_run_counts_items_and_redis_keys_without_deleting(console, supervisor_client):
+    meta = make_session(turns=3)
+    presence_heartbeat(session_id=meta.session_id, connection_id="conn-1")
+    connection_put(connection_id="conn-1", session_id=meta.session_id)
+    body = supervisor_client.get(reverse("dashboard:session_delete", args=[meta.session_id])).content.decode()
+    assert "SessionMeta: 1" in body and "Turn: 3" in body and "ClientMessageMarker: 3" in body
+    assert f"presence:session:{meta.session_id}" in body or "presence" in body
+    assert len(list(ChatItem.query(keys.session_pk(meta.session_id)))) == 7
+    assert AuditLog.objects.filter(action="privacy_delete").count() == 0
+
+
+def test_delete_with_wrong_confirmation_deletes_nothing(console, supervisor_client):
+    meta = make_session(turns=1)
+    response = supervisor_client.post(reverse("dashboard:session_delete", args=[meta.session_id]), {"confirm": "wrong"})
+    assert response.status_code == 400
+    assert len(list(ChatItem.query(keys.session_pk(meta.session_id)))) == 3
+    assert AuditLog.objects.get(action="privacy_delete").outcome == "error"
+
+
+def test_delete_removes_items_and_redis_keys_and_issues_a_receipt(console, supervisor_client):
+    meta = make_session(turns=3, customer_id="cust-d")
+    other = make_session(turns=1, customer_id="cust-d")
+    presence_heartbeat(session_id=meta.session_id, connection_id="conn-1")
+    connection_put(connection_id="conn-1", session_id=meta.session_id)
+    assert realtime_keys_for_session(session_id=meta.session_id)
+    response = supervisor_client.post(reverse("dashboard:session_delete", args=[meta.session_id]), {"confirm": meta.session_id})
+    body = response.content.decode()
+    assert response.status_code == 200 and 'data-complete="yes"' in body
+    assert "<b>empty</b>" in body and "300 seconds" in body
+    assert list(ChatItem.query(keys.session_pk(meta.session_id), consistent_read=True)) == []
+    assert realtime_keys_for_session(session_id=meta.session_id) == []
+    assert len(list(ChatItem.query(keys.session_pk(other.session_id)))) == 3  # the other session is untouched
+    row = AuditLog.objects.get(action="privacy_delete")
+    receipt = row.detail["receipt"]
+    assert (row.outcome, row.customer_id) == ("ok", "cust-d")
+    assert receipt["verified_empty"] and receipt["items_deleted"] == {"SessionMeta": 1, "Turn": 3, "ClientMessageMarker": 3}
+    assert receipt["redis_keys_deleted"] >= 3 and receipt["dax_ttl_seconds"] == 300
+    # The deleted session is gone from the console too.
+    assert supervisor_client.get(reverse("dashboard:session_detail", args=[meta.session_id])).status_code == 404

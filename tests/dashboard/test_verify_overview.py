@@ -1,0 +1,75 @@
+"""Verify against DynamoDB (a real stale DAX cache) and the overview's metrics."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+
+from sessions_app import services
+from sessions_app.realtime import context_cache_get, presence_heartbeat, rate_limit_hit
+from sessions_app.selectors.sessions import session_get
+from tests.builders import make_session
+
+
+def test_verify_reports_a_match_when_nothing_is_cached(console, viewer_client):
+    meta = make_session(turns=3)
+    body = viewer_client.get(reverse("dashboard:session_verify", args=[meta.session_id])).content.decode()
+    assert "Matches DynamoDB." in body and "verify-ok" in body
+
+
+def test_verify_highlights_what_a_stale_dax_cache_shows(through_dax, viewer_client, settings):
+    from sessions_app import dynamo
+
+    meta = make_session(turns=2)
+    session_get(session_id=meta.session_id)  # DAX's item cache now holds META (active)
+    # A writer that bypasses DAX: DAX keeps serving its cached META until the TTL.
+    settings.DAX_WRITE_THROUGH = False
+    dynamo.reset_connections()
+    services.session_close(session_id=meta.session_id)
+    detail = viewer_client.get(reverse("dashboard:session_detail", args=[meta.session_id])).content.decode()
+    assert "read from <b>DAX</b>" in detail and "status-active" in detail
+    body = viewer_client.get(reverse("dashboard:session_verify", args=[meta.session_id])).content.decode()
+    assert "verify-diff" in body
+    assert "<td>status</td><td>active</td><td><mark>closed</mark></td>" in body
+
+
+def test_overview_shows_live_numbers(console, viewer_client, settings):
+    settings.DAX_STATS_URL = None
+    a = make_session(turns=12)
+    make_session(turns=1)
+    presence_heartbeat(session_id=a.session_id)
+    for _ in range(3):
+        rate_limit_hit(customer_id="cust-r", limit=2)
+    context_cache_get(session_id=a.session_id, variant="t20")  # one miss: ratio 0 % → alert band
+    body = viewer_client.get(reverse("dashboard:overview")).content.decode()
+    assert 'data-metric="online">1<' in body
+    assert 'data-metric="today">2<' in body
+    assert 'data-metric="denied">1<' in body
+    assert 'data-metric="backlog">1<' in body  # 12 turns, no summary, online
+    assert 'data-metric="dax-item">n/a<' in body
+    assert 'data-alert="on"' in body and "0.0 %" in body
+    assert 'id="overview-series"' in body and "/static/dashboard/vendor/chart-4.6.1.umd.min.js" in body
+    partial = viewer_client.get(reverse("dashboard:overview_metrics"), HTTP_HX_REQUEST="true").content.decode()
+    assert "<html" not in partial and 'data-metric="online">1<' in partial
+
+
+def test_overview_reads_dax_hit_ratios_from_the_stats_endpoint(through_dax, viewer_client):
+    meta = make_session(turns=1)
+    session_get(session_id=meta.session_id)
+    session_get(session_id=meta.session_id)
+    body = viewer_client.get(reverse("dashboard:overview")).content.decode()
+    assert 'data-metric="dax-item">n/a<' not in body
+    assert 'data-metric="dax-item">' in body and " %<" in body
+
+
+def test_overview_says_na_when_the_dax_stats_endpoint_is_unreachable(console, viewer_client, settings):
+    settings.DAX_STATS_URL = "http://127.0.0.1:9/stats"
+    body = viewer_client.get(reverse("dashboard:overview")).content.decode()
+    assert 'data-metric="dax-item">n/a<' in body and 'data-metric="dax-query">n/a<' in body
+
+
+def test_vendored_assets_are_served_from_static(console, viewer_client):
+    from django.contrib.staticfiles import finders
+
+    assert finders.find("dashboard/vendor/chart-4.6.1.umd.min.js")
+    assert finders.find("dashboard/vendor/htmx-2.0.11.min.js")
+    assert finders.find("dashboard/vendor/chart.js-LICENSE.md") and finders.find("dashboard/vendor/htmx.org-LICENSE")
