@@ -54,3 +54,160 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: ApiKey | None = None) -> bool:
         return False
+
+
+# --- Audit log (read-only) and the Chat sessions section ------------------------------------------
+# Chat sessions live in DynamoDB, not in the ORM, so they get admin *views* instead of a
+# ModelAdmin: registered on the default site through a get_urls hook, rendered with the admin's
+# templates, and calling the same selectors and services as the staff console.
+
+from django.core.exceptions import PermissionDenied  # noqa: E402
+from django.http import Http404, HttpResponse, StreamingHttpResponse  # noqa: E402
+from django.shortcuts import redirect  # noqa: E402
+from django.template.response import TemplateResponse  # noqa: E402
+from django.urls import path, reverse  # noqa: E402
+from django.utils.http import urlencode  # noqa: E402
+
+from .exceptions import MangaAssistError, SessionNotFound  # noqa: E402
+from .models import AuditLog  # noqa: E402
+from .selectors import staff as staff_selectors  # noqa: E402
+from .selectors.sessions import session_get  # noqa: E402
+from .services import staff as staff_services  # noqa: E402
+from .services.common import validate_id  # noqa: E402
+
+PERM_VIEW = "sessions_app.view_chat_sessions"
+PERM_OPERATE = "sessions_app.operate_chat_sessions"
+
+
+@admin.register(AuditLog)
+class AuditLogAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "actor_username", "action", "outcome", "session_id", "customer_id"]
+    list_filter = ["action", "outcome"]
+    search_fields = ["actor_username", "session_id", "customer_id"]
+    date_hierarchy = "created_at"
+    readonly_fields = ["created_at", "actor", "actor_username", "action", "outcome", "session_id", "customer_id", "detail"]
+
+    # An audit trail that staff could edit would prove nothing.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: AuditLog | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: AuditLog | None = None) -> bool:
+        return False
+
+
+def _require(request: HttpRequest, perm: str, *, action: str = "", session_id: str = "") -> None:
+    if not request.user.has_perm(perm):
+        if perm == PERM_OPERATE:
+            staff_services.audit_record(actor=request.user, action=action or "admin_action", outcome="denied",
+                                        session_id=session_id)
+        raise PermissionDenied
+
+
+def _valid_id(value: str) -> str:
+    try:
+        return validate_id(value, field="session_id")
+    except MangaAssistError:
+        raise Http404("no such session") from None
+
+
+def _context(request: HttpRequest, **extra) -> dict:
+    return {**admin.site.each_context(request), **extra}
+
+
+def chat_sessions_index(request: HttpRequest) -> HttpResponse:
+    """Search by session id (opens it) or customer id (lists that customer's sessions)."""
+    _require(request, PERM_VIEW)
+    q = request.GET.get("q", "").strip()
+    if q:
+        try:
+            session_get(session_id=validate_id(q, field="q"))
+            return redirect("admin:chat_session_detail", session_id=q)
+        except MangaAssistError:
+            pass
+    try:
+        if q:
+            day_from, day_to = staff_selectors.customer_window()
+            page = staff_selectors.session_browse(customer_id=validate_id(q, field="q"), day_from=day_from, day_to=day_to,
+                                                  cursor=request.GET.get("cursor") or None)
+        else:
+            page = staff_selectors.session_browse(cursor=request.GET.get("cursor") or None)
+    except MangaAssistError as exc:
+        return TemplateResponse(request, "admin/chat_sessions/index.html",
+                                _context(request, title="Chat sessions", q=q, error=exc.message), status=400)
+    next_url = f"?{urlencode({'q': q, 'cursor': page.cursor})}" if page.cursor else None
+    return TemplateResponse(request, "admin/chat_sessions/index.html",
+                            _context(request, title="Chat sessions", q=q, page=page, next_url=next_url))
+
+
+def chat_session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
+    _require(request, PERM_VIEW)
+    try:
+        detail = staff_selectors.session_detail(session_id=_valid_id(session_id))
+    except SessionNotFound:
+        raise Http404("no such session") from None
+    return TemplateResponse(request, "admin/chat_sessions/detail.html",
+                            _context(request, title=f"Chat session {session_id}", d=detail, meta=detail.meta,
+                                     can_operate=request.user.has_perm(PERM_OPERATE)))
+
+
+def chat_session_action(request: HttpRequest, session_id: str) -> HttpResponse:
+    """POST-only actions; the admin's CSRF middleware protects them like every admin form."""
+    if request.method != "POST":
+        return HttpResponse(status=405)
+    session_id = _valid_id(session_id)
+    action = request.POST.get("action", "")
+    _require(request, PERM_OPERATE, action=f"admin_{action}", session_id=session_id)
+    back = reverse("admin:chat_session_detail", args=[session_id])
+    try:
+        if action == "close":
+            _, changed = staff_services.staff_session_close(actor=request.user, session_id=session_id)
+            messages.success(request, "Session closed." if changed else "Session was already closed.")
+        elif action == "summarize":
+            task_id = staff_services.staff_summary_request(actor=request.user, session_id=session_id)
+            messages.success(request, f"Summary requested (task {task_id}).") if task_id else messages.error(
+                request, "The summary task could not be queued.")
+        elif action in ("export_json", "export_csv"):
+            fmt = action.removeprefix("export_")
+            meta = session_get(session_id=session_id)
+            staff_services.staff_export_record(actor=request.user, fmt=fmt, scope="session", session_id=session_id,
+                                               customer_id=meta.customer_id)
+            chunks = (staff_selectors.export_json_chunks if fmt == "json" else staff_selectors.export_csv_chunks)(sessions=[meta])
+            response = StreamingHttpResponse(chunks, content_type="application/json" if fmt == "json" else "text/csv")
+            response["Content-Disposition"] = f'attachment; filename="session-{session_id}.{fmt}"'
+            return response
+        elif action == "delete_plan":
+            plan = staff_services.privacy_delete_plan(session_id=session_id)
+            return TemplateResponse(request, "admin/chat_sessions/delete.html",
+                                    _context(request, title="Privacy delete: dry run", plan=plan))
+        elif action == "delete":
+            receipt = staff_services.privacy_delete_execute(actor=request.user, session_id=session_id,
+                                                            confirm=request.POST.get("confirm", ""))
+            return TemplateResponse(request, "admin/chat_sessions/delete.html",
+                                    _context(request, title="Privacy delete receipt", receipt=receipt))
+        else:
+            return HttpResponse("unknown action", status=400)
+    except SessionNotFound:
+        raise Http404("no such session") from None
+    except MangaAssistError as exc:
+        messages.error(request, exc.message)
+    return redirect(back)
+
+
+_default_get_urls = admin.site.get_urls
+
+
+def _get_urls():
+    # Prepended so "chat-sessions/" is not taken for an app label by the site's catch-all.
+    return [
+        path("chat-sessions/", admin.site.admin_view(chat_sessions_index), name="chat_sessions"),
+        path("chat-sessions/<str:session_id>/", admin.site.admin_view(chat_session_detail), name="chat_session_detail"),
+        path("chat-sessions/<str:session_id>/action/", admin.site.admin_view(chat_session_action), name="chat_session_action"),
+    ] + _default_get_urls()
+
+
+admin.site.get_urls = _get_urls
+admin.site.index_template = "admin/mangaassist_index.html"
+admin.site.site_header = "MangaAssist administration"

@@ -1,0 +1,74 @@
+"""The Django admin: read-only audit log and the Chat sessions section (same selectors/services)."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+
+from sessions_app import keys
+from sessions_app.models import AuditLog, ChatItem, SessionMeta
+from tests.builders import make_session
+from tests.dashboard.conftest import staff_user
+
+
+def test_admin_index_links_chat_sessions_and_audit_log(console, supervisor_client):
+    body = supervisor_client.get(reverse("admin:index")).content.decode()
+    assert 'id="chat-sessions-module"' in body and reverse("admin:chat_sessions") in body
+    assert "Audit logs" in body
+
+
+def test_admin_chat_sessions_requires_staff_login_and_permission(console, client):
+    assert client.get(reverse("admin:chat_sessions"))["Location"].startswith("/admin/login/")
+    client.force_login(staff_user(username="nobody", group=None))
+    assert client.get(reverse("admin:chat_sessions")).status_code == 403
+
+
+def test_admin_search_by_customer_and_by_session(console, viewer_client):
+    meta = make_session(customer_id="cust-adm", turns=2)
+    listing = viewer_client.get(reverse("admin:chat_sessions"), {"q": "cust-adm"}).content.decode()
+    assert meta.session_id in listing and "admin/base" not in listing  # rendered, not the raw template name
+    response = viewer_client.get(reverse("admin:chat_sessions"), {"q": meta.session_id})
+    assert response["Location"] == reverse("admin:chat_session_detail", args=[meta.session_id])
+    detail = viewer_client.get(response["Location"]).content.decode()
+    assert "turn 2 text" in detail and "Close session" not in detail
+
+
+def test_admin_escapes_chat_text(console, viewer_client):
+    from sessions_app import services
+
+    meta = make_session()
+    services.turn_write(session_id=meta.session_id, role="user", text="<script>alert(1)</script>", client_msg_id="x")
+    body = viewer_client.get(reverse("admin:chat_session_detail", args=[meta.session_id])).content.decode()
+    assert "<script>alert(1)</script>" not in body and "&lt;script&gt;alert(1)&lt;/script&gt;" in body
+
+
+def test_admin_actions_are_supervisor_only_and_audited(console, viewer_client):
+    meta = make_session(turns=1)
+    url = reverse("admin:chat_session_action", args=[meta.session_id])
+    assert viewer_client.post(url, {"action": "close"}).status_code == 403
+    assert AuditLog.objects.get().outcome == "denied"
+
+
+def test_admin_close_export_and_delete(console, supervisor_client):
+    meta = make_session(turns=2, customer_id="cust-z")
+    url = reverse("admin:chat_session_action", args=[meta.session_id])
+    supervisor_client.post(url, {"action": "close"})
+    assert SessionMeta.get(meta.pk, meta.sk, consistent_read=True).status == "closed"
+    export = supervisor_client.post(url, {"action": "export_csv"})
+    assert b"turn 2 text" in b"".join(export.streaming_content)
+    plan = supervisor_client.post(url, {"action": "delete_plan"}).content.decode()
+    assert "5 DynamoDB items" in plan
+    receipt = supervisor_client.post(url, {"action": "delete", "confirm": meta.session_id}).content.decode()
+    assert 'data-complete="yes"' in receipt
+    assert list(ChatItem.query(keys.session_pk(meta.session_id), consistent_read=True)) == []
+    assert list(AuditLog.objects.order_by("created_at", "id").values_list("action", "outcome")) == [
+        ("session_close", "ok"), ("export_csv", "streamed"), ("privacy_delete", "ok")]
+
+
+def test_audit_log_admin_is_read_only(console, supervisor_client, supervisor):
+    row = AuditLog.objects.create(actor=supervisor, actor_username="sam", action="session_close", outcome="ok")
+    assert supervisor_client.get(reverse("admin:sessions_app_auditlog_changelist")).status_code == 200
+    assert supervisor_client.get(reverse("admin:sessions_app_auditlog_add")).status_code == 403
+    change = supervisor_client.get(reverse("admin:sessions_app_auditlog_change", args=[row.pk]))
+    assert change.status_code == 200 and 'name="_save"' not in change.content.decode()
+    assert supervisor_client.post(reverse("admin:sessions_app_auditlog_delete", args=[row.pk]), {"post": "yes"}).status_code == 403
+    assert AuditLog.objects.filter(pk=row.pk).exists()
