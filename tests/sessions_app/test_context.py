@@ -8,7 +8,7 @@ from sessions_app import selectors, services
 from tests.builders import make_session, msg_id
 
 
-def test_append_then_context_load_is_never_stale_with_the_cache_on(ddb, redis_client, settings):
+def test_append_then_context_load_is_never_stale_with_the_cache_on(ddb, read_path, redis_client, settings):
     settings.RATE_LIMIT_TURNS = 1000
     meta = make_session()
     sources = set()
@@ -21,11 +21,13 @@ def test_append_then_context_load_is_never_stale_with_the_cache_on(ddb, redis_cl
         sources.add(loaded.source)
         again = selectors.context_load(session_id=meta.session_id, turns=5)
         assert again.source == "redis" and json.loads(again.payload) == body
-    assert "dynamodb" in sources
+    assert sources == {"dynamodb" if read_path == "direct" else "dax"}
 
 
 def test_context_cache_is_keyed_by_turn_count_variant(ddb, redis_client):
-    meta = make_session(turns=6)
+    meta = make_session()
+    for n in range(6):
+        services.turn_append(session_id=meta.session_id, role="user", text=f"v{n}", client_msg_id=msg_id())
     three = json.loads(selectors.context_load(session_id=meta.session_id, turns=3).payload)
     five = json.loads(selectors.context_load(session_id=meta.session_id, turns=5).payload)
     assert [t["seq"] for t in three["turns"]] == [4, 5, 6]
@@ -48,3 +50,12 @@ def test_rate_limited_append_raises_and_writes_nothing(ddb, redis_client, settin
         services.turn_append(session_id=meta.session_id, role="user", text="x", client_msg_id=msg_id())
     assert info.value.retry_after > 0
     assert selectors.session_get(session_id=meta.session_id, consistent=True).turn_count == 2
+
+
+def test_context_read_without_redis_sees_a_fresh_transaction_through_dax(ddb, read_path):
+    """No Redis hint: the caller's own ``min_seq`` alone must defeat DAX's late item refresh."""
+    meta = make_session()
+    for n in range(1, 31):
+        services.turn_write(session_id=meta.session_id, role="user", text=f"t{n}", client_msg_id=f"w-{n}")
+        ctx = selectors.context_read(session_id=meta.session_id, turns=3, min_seq=n)
+        assert ctx.meta.turn_count == n and ctx.turns[-1].seq == n and ctx.turns[-1].text == f"t{n}"
