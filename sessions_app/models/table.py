@@ -31,7 +31,7 @@ from pynamodb.attributes import (
     UTCDateTimeAttribute,
 )
 from pynamodb.constants import BINARY
-from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
+from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
 
 from .. import dynamo
@@ -115,11 +115,12 @@ class ByStatusIndex(GlobalSecondaryIndex):
 class SummaryDueIndex(GlobalSecondaryIndex):
     """Sparse: only sessions with turns no summary covers yet. The key is set once per
     unsummarised stretch (``if_not_exists`` in the append transaction) and removed when a summary
-    covers the last turn, so appends do not rewrite the index. Keys only: the sweep re-reads META."""
+    covers the last turn, so appends do not rewrite the index. Keys plus ``type`` (PynamoDB's
+    discriminator filter needs it): the sweep re-reads META strongly consistent anyway."""
 
     class Meta:
         index_name = "summary_due"
-        projection = KeysOnlyProjection()
+        projection = IncludeProjection(["type"])
 
     summary_due_pk = UnicodeAttribute(hash_key=True, attr_name="GSI4PK")
     summary_due_sk = UnicodeAttribute(range_key=True, attr_name="GSI4SK")

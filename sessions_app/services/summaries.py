@@ -305,8 +305,11 @@ def summary_mark_attempt(*, session_id: str, task_id: str, retries: int, error: 
     try:
         SessionMeta(keys.session_pk(session_id), keys.META_SK).update(
             actions=actions,
+            # Monotonic retries: on_retry of attempt n can run after attempt n+1 started (the
+            # retry is published first), so an older report must not overwrite a newer one.
             condition=SessionMeta.pk.exists() & (SessionMeta.summary_task_id == task_id)
-            & (SessionMeta.summary_through < SessionMeta.turn_count),
+            & (SessionMeta.summary_through < SessionMeta.turn_count)
+            & (SessionMeta.summary_retries.does_not_exist() | (SessionMeta.summary_retries <= retries)),
         )
     except UpdateError as exc:
         if exc.cause_response_code != "ConditionalCheckFailedException":

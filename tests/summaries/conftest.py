@@ -39,14 +39,28 @@ def meta_of(session_id: str) -> SessionMeta:
     return SessionMeta.get(keys.session_pk(session_id), keys.META_SK, consistent_read=True)
 
 
+def use_broker(url: str | None) -> None:
+    """Point the (process-wide) Celery app's publishing at ``url`` (None: back to the broker
+    URL) and drop its pooled connections, so the next publish connects there.
+
+    ``broker_write_url``, not ``broker_url``: Celery reads the CELERY_BROKER_URL environment
+    variable (set by the ``infra`` fixture for subprocess workers) before its own config."""
+    if celery_app.conf.broker_write_url == (url or celery_app.conf.broker_url):
+        return
+    celery_app.conf.broker_write_url = url
+    # What Celery itself does after a fork (Celery._after_fork): forget the pools; kombu's
+    # registry keeps each URL's pool open for whoever switches back.
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+
+
 @pytest.fixture
 def broker(infra, redis_client):
     """The Celery app publishing to the test Redis (database 1), emptied around the test."""
-    if celery_app.conf.broker_url != infra["broker_url"]:
-        celery_app.conf.broker_url = infra["broker_url"]
-        celery_app.pool.force_close_all()
-        celery_app._pool = None
+    assert celery_app.conf.broker_url == infra["broker_url"]
+    use_broker(None)
     yield celery_app
+    use_broker(None)
 
 
 @pytest.fixture
