@@ -1,0 +1,99 @@
+"""The routed connection: what goes to DAX, what goes straight to DynamoDB, and falling back."""
+
+import json
+import time
+import urllib.request
+
+import pytest
+from pynamodb.exceptions import PutError
+
+from devtools import procs
+from devtools.dax import start_dax_node
+from sessions_app import dynamo, keys, selectors, services
+from sessions_app.models import SessionMeta
+from tests.builders import make_session
+
+
+@pytest.fixture
+def node(infra, table_name, settings):
+    from sessions_app.services import table_delete, table_ensure
+
+    port, stats_port = procs.free_port(), procs.free_port()
+    args = dict(dynamodb_endpoint=infra["dynamodb_endpoint"], stats_port=stats_port, log=infra["logs"] / "dax-fault.log")
+    state = {"proc": start_dax_node(port, **args)}
+    settings.DYNAMODB_TABLE = table_name
+    settings.DAX_ENDPOINTS = []
+    dynamo.reset_connections()
+    table_ensure(table_name=table_name)
+    settings.DAX_ENDPOINTS = [f"127.0.0.1:{port}"]
+    settings.DAX_BREAKER_FAILURES = 1
+    settings.DAX_BREAKER_RESET_SECONDS = 0.2
+    dynamo.reset_connections()
+    dynamo.path_stats_reset()
+
+    def stats():
+        with urllib.request.urlopen(f"http://127.0.0.1:{stats_port}/stats", timeout=5) as response:
+            return json.load(response)
+
+    def kill():
+        procs.stop(state["proc"])
+
+    def restart():
+        state["proc"] = start_dax_node(port, **args)
+
+    yield type("Node", (), {"stats": staticmethod(stats), "kill": staticmethod(kill), "restart": staticmethod(restart)})
+    procs.stop(state["proc"])
+    settings.DAX_ENDPOINTS = []
+    dynamo.reset_connections()
+    table_delete(table_name=table_name)
+
+
+def _calls(path):
+    return dynamo.path_stats().get(path, {}).get("calls", 0)
+
+
+def test_eventual_reads_go_to_dax_and_consistent_reads_to_dynamodb(node):
+    meta = make_session(turns=2)
+    before = node.stats()
+    dax, direct = _calls("dax"), _calls("dynamodb")
+    selectors.session_get(session_id=meta.session_id)
+    selectors.session_get(session_id=meta.session_id)
+    after = node.stats()
+    assert _calls("dax") == dax + 2
+    assert after["GetItemRequestCount"] == before["GetItemRequestCount"] + 2
+    assert after["ItemCacheHits"] > before["ItemCacheHits"]
+    selectors.session_get(session_id=meta.session_id, consistent=True)
+    assert _calls("dynamodb") == direct + 1
+    assert node.stats()["GetItemRequestCount"] == after["GetItemRequestCount"]
+
+
+def test_a_failed_condition_through_dax_is_an_answer_not_a_fallback(node):
+    meta = make_session()
+    duplicate = SessionMeta(meta.pk, keys.META_SK, session_id="x", customer_id="x", channel="web", started_at=meta.started_at,
+                            gsi1pk="a", gsi1sk="b", gsi2pk="c", gsi2sk="d")
+    with pytest.raises(PutError) as info:
+        duplicate.save(condition=SessionMeta.pk.does_not_exist())
+    assert info.value.cause_response_code == "ConditionalCheckFailedException"
+    assert "fallback" not in dynamo.path_stats()
+    assert dynamo.dax_breaker_state() == "closed"
+
+
+def test_killed_node_falls_back_without_errors_and_reads_return_to_dax_after_restart(node):
+    meta = make_session(turns=3)
+    assert selectors.context_read(session_id=meta.session_id, turns=3, min_seq=3).provenance["source"] == "dax"
+    node.kill()
+    for _ in range(5):  # no error reaches the caller while the node is gone
+        ctx = selectors.context_read(session_id=meta.session_id, turns=3, min_seq=3)
+        assert [t.seq for t in ctx.turns] == [1, 2, 3]
+    assert _calls("fallback") >= 5
+    services.turn_write(session_id=meta.session_id, role="user", text="while DAX is down", client_msg_id="down-1")
+    node.restart()
+    dax_before = _calls("dax")
+    deadline_reads = 0
+    while _calls("dax") == dax_before and deadline_reads < 200:  # half-open probe after the reset time
+        selectors.session_get(session_id=meta.session_id)
+        deadline_reads += 1
+        time.sleep(0.05)
+    assert _calls("dax") > dax_before
+    assert dynamo.dax_breaker_state() == "closed"
+    assert node.stats()["GetItemRequestCount"] >= 1
