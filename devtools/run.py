@@ -143,7 +143,9 @@ def main() -> int:
             port = int(env["DAX_PORT"])
             _say(f"starting the local DAX node on port {port} (stats on {port + 1})")
             started.append(("DAX node", start_dax_node(
-                port, dynamodb_endpoint=env["DYNAMODB_ENDPOINT"], stats_port=port + 1, log=LOGS / "dax.log")))
+                port, dynamodb_endpoint=env["DYNAMODB_ENDPOINT"], stats_port=port + 1, log=LOGS / "dax.log",
+                # Clients cache attribute-list ids for life: keep them valid across node restarts.
+                extra_args=["--registry-file", str(procs.LOCAL_DIR / "dax-registry.jsonl")])))
 
         _say("migrating the Django database")
         _manage(env, "migrate", "--noinput", "-v", "0")
