@@ -4,8 +4,8 @@ Redis is the only store of this mapping, so when Redis is down these answer 503
 (``redis_unavailable``) instead of guessing; API Gateway / the client retries.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: query_strict wraps the views, and ninja
+# evaluates string annotations in the wrapper's module, where these schemas are not defined.
 from django.http import HttpRequest
 from ninja import Path, Router, Status
 
@@ -13,6 +13,7 @@ from ..exceptions import MangaAssistError
 from ..realtime import connection_delete, connection_get, connection_put
 from .auth import READ, WRITE
 from .errors_openapi import errors
+from .params import query_strict
 from .schemas import ID_PATTERN, ConnectionIn, ConnectionOut
 
 router = Router(tags=["connections"])
@@ -26,6 +27,7 @@ class ConnectionNotFound(MangaAssistError):
 
 
 @router.put("/connections/{connection_id}", auth=WRITE, response={200: ConnectionOut, **errors(400, 401, 403, 503)})
+@query_strict()
 def connection_put_view(request: HttpRequest, payload: ConnectionIn, connection_id: str = ConnectionId):
     """Bind the connection to a session (idempotent; rebinding moves it)."""
     connection_put(connection_id=connection_id, session_id=payload.session_id)
@@ -33,6 +35,7 @@ def connection_put_view(request: HttpRequest, payload: ConnectionIn, connection_
 
 
 @router.get("/connections/{connection_id}", auth=READ, response={200: ConnectionOut, **errors(400, 401, 403, 404, 503)})
+@query_strict()
 def connection_get_view(request: HttpRequest, connection_id: str = ConnectionId):
     session_id = connection_get(connection_id=connection_id)
     if session_id is None:
@@ -41,6 +44,7 @@ def connection_get_view(request: HttpRequest, connection_id: str = ConnectionId)
 
 
 @router.delete("/connections/{connection_id}", auth=WRITE, response={204: None, **errors(400, 401, 403, 503)})
+@query_strict()
 def connection_delete_view(request: HttpRequest, connection_id: str = ConnectionId):
     """Unbind the connection ($disconnect). Idempotent: 204 whether or not it was bound."""
     connection_delete(connection_id=connection_id)

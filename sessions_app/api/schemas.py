@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from ..services.sessions import CHANNELS, LOCALES, MAX_TAGS
 from ..services.turns import ROLES
@@ -19,8 +19,18 @@ Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 Channel = Literal[CHANNELS]  # type: ignore[valid-type]
 Locale = Literal[LOCALES]  # type: ignore[valid-type]
 Role = Literal[ROLES]  # type: ignore[valid-type]
-NonNegativeFloat = Annotated[float, Field(ge=0)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
+
+
+def _integral(value: object) -> object:
+    """JSON has one number type: 12.0 is a valid integer to JSON Schema, so accept it as 12
+    (strict mode still refuses 12.5, "12" and true)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# Upper bounds keep values inside what DynamoDB numbers can hold (38 significant digits) and
+# inside reason: a day of latency, a billion tokens.
+Latency = Annotated[float, Field(ge=0, le=86_400_000)]
+TokenCount = Annotated[int, Field(ge=0, le=1_000_000_000), BeforeValidator(_integral)]
 
 
 class RequestBody(BaseModel):
@@ -32,17 +42,17 @@ class SessionStartIn(RequestBody):
     channel: Channel
     locale: Locale = "en"
     tags: list[Annotated[str, StringConstraints(min_length=1, max_length=40)]] = Field(default_factory=list, max_length=MAX_TAGS)
-    session_id: Id | None = Field(default=None, description="Optional: makes the start idempotent (a retry answers 200 with the stored session).")
 
 
 class TurnAppendIn(RequestBody):
     role: Role
-    text: str = Field(min_length=1, description="UTF-8; at most TURN_TEXT_MAX_BYTES bytes (16 KB by default).")
+    # pattern: at least one non-blank character (turn_validate refuses blank text too).
+    text: str = Field(min_length=1, pattern=r"\S", description="UTF-8; at most TURN_TEXT_MAX_BYTES bytes (16 KB by default).")
     client_msg_id: Id = Field(description="The caller's id for this message: a retry with the same id returns the stored turn.")
     model: Annotated[str, StringConstraints(max_length=100)] | None = None
-    latency_ms: NonNegativeFloat | None = None
-    tokens_in: NonNegativeInt | None = None
-    tokens_out: NonNegativeInt | None = None
+    latency_ms: Latency | None = None
+    tokens_in: TokenCount | None = None
+    tokens_out: TokenCount | None = None
 
 
 class HeartbeatIn(RequestBody):

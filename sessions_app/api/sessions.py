@@ -4,33 +4,35 @@ Handlers parse (ninja + schemas), make one service/selector call, and render. Er
 as the project's exceptions and rendered by ``errors.py``.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: query_strict wraps the views, and ninja
+# evaluates string annotations in the wrapper's module, where these schemas are not defined.
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from ninja import Path, Query, Router, Status
-from pydantic import Field
 
 from ..realtime import presence_heartbeat
 from ..selectors import context_load, session_dict, session_get, turn_dict
 from ..services import session_close, session_start, turn_append
 from .auth import READ, WRITE
-from .schemas import ID_PATTERN, ContextOut, HeartbeatIn, PresenceOut, SessionOut, SessionStartIn, TurnAppendIn, TurnOut
 from .errors_openapi import errors
+from .params import query_strict
+from .schemas import ID_PATTERN, ContextOut, HeartbeatIn, PresenceOut, SessionOut, SessionStartIn, TurnAppendIn, TurnOut
 
 router = Router(tags=["sessions"])
 
 SessionId = Path(..., pattern=ID_PATTERN, description="The session's id.")
 
 
-@router.post("/sessions", auth=WRITE, response={201: SessionOut, 200: SessionOut, **errors(400, 401, 403, 503)})
+@router.post("/sessions", auth=WRITE, response={201: SessionOut, **errors(400, 401, 403, 503)})
+@query_strict()
 def session_start_view(request: HttpRequest, payload: SessionStartIn):
-    """Start a session. With ``session_id`` the call is idempotent: a retry answers 200 with the
-    stored session (the same id for another customer is a 400)."""
-    meta, created = session_start(**payload.model_dump(exclude_none=True))
-    return Status(201 if created else 200, session_dict(meta))
+    """Start a session; the server assigns its ``session_id``."""
+    meta, _created = session_start(**payload.model_dump())
+    return Status(201, session_dict(meta))
 
 
 @router.get("/sessions/{session_id}", auth=READ, response={200: SessionOut, **errors(400, 401, 403, 404, 503)})
+@query_strict()
 def session_get_view(request: HttpRequest, session_id: str = SessionId):
     return session_dict(session_get(session_id=session_id, consistent=True))
 
@@ -39,6 +41,7 @@ def session_get_view(request: HttpRequest, session_id: str = SessionId):
     "/sessions/{session_id}/turns", auth=WRITE,
     response={201: TurnOut, 200: TurnOut, **errors(400, 401, 403, 404, 409, 413, 429, 503)},
 )
+@query_strict()
 def turn_append_view(request: HttpRequest, response: HttpResponse, payload: TurnAppendIn, session_id: str = SessionId):
     """Append a turn; answers 201 with the stored turn and its ``seq``. A retry with the same
     ``client_msg_id`` answers 200 with the turn stored the first time (nothing is written twice).
@@ -52,10 +55,13 @@ def turn_append_view(request: HttpRequest, response: HttpResponse, payload: Turn
 
 
 @router.get("/sessions/{session_id}/context", auth=READ, response={200: ContextOut, **errors(400, 401, 403, 404, 503)})
+@query_strict("turns", "min_seq")
 def context_load_view(
     request: HttpRequest,
     session_id: str = SessionId,
-    turns: int | None = Query(None, ge=1, description="How many recent turns (default CONTEXT_DEFAULT_TURNS)."),
+    # The bound is read once at import: settings come from the environment, fixed per process.
+    turns: int | None = Query(None, ge=1, le=settings.CONTEXT_MAX_TURNS,
+                              description="How many recent turns (default CONTEXT_DEFAULT_TURNS)."),
     min_seq: int | None = Query(None, ge=0, description="The seq of the caller's last append: the answer is guaranteed to include it."),
 ):
     """The hot path: META + the last ``turns`` turns (oldest first) + the latest summary.
@@ -68,6 +74,7 @@ def context_load_view(
 
 
 @router.post("/sessions/{session_id}/close", auth=WRITE, response={200: SessionOut, **errors(400, 401, 403, 404, 503)})
+@query_strict()
 def session_close_view(request: HttpRequest, session_id: str = SessionId):
     """Close the session (idempotent: closing a closed session answers 200 again)."""
     meta, _changed = session_close(session_id=session_id)
@@ -75,6 +82,7 @@ def session_close_view(request: HttpRequest, session_id: str = SessionId):
 
 
 @router.post("/sessions/{session_id}/heartbeat", auth=WRITE, response={200: PresenceOut, **errors(400, 401, 403, 503)})
+@query_strict()
 def presence_heartbeat_view(request: HttpRequest, session_id: str = SessionId, payload: HeartbeatIn | None = None):
     """Mark the session online (optionally naming the WebSocket ``connection_id``). Presence
     lives in Redis only; with Redis down the heartbeat is not recorded and the state is

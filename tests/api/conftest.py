@@ -8,7 +8,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from django.core.servers.basehttp import ThreadedWSGIServer
+from django.core.cache import caches
+from django.db import connections
 from django.test import Client
+from django.test.testcases import LiveServerThread, _StaticFilesHandler
 
 from sessions_app.services.api_keys import api_key_create
 from tests.realtime.conftest import OwnRedis, own_redis  # noqa: F401  (re-exported fixture)
@@ -41,6 +45,21 @@ class Api:
         return self.client.delete(API + path, headers=self._headers(key))
 
 
+@pytest.fixture(autouse=True)
+def _app_on_test_redis(infra) -> None:
+    """Start the test servers first and rebuild this thread's cache backend on them.
+
+    The ``default`` cache backend is built once per thread from settings.CACHES. If anything
+    built it before ``infra`` pointed LOCATION at the test Redis (``django_db_setup`` does, via
+    createcachetable, when ``db`` is set up first), the app would keep talking to the Redis in
+    the environment's defaults (redis://127.0.0.1:6379, a developer's) for the whole session.
+    """
+    try:
+        del caches["default"]
+    except AttributeError:  # not built in this thread yet
+        pass
+
+
 @pytest.fixture
 def write_key(db) -> str:
     return api_key_create(name="bot-runtime", scope="write")[1]
@@ -71,3 +90,38 @@ def error_of(response) -> dict:
     assert set(body) == {"error"}, body
     assert {"code", "message", "field"} <= set(body["error"]), body
     return body["error"]
+
+
+class _DeepBacklogServer(ThreadedWSGIServer):
+    # Django's WSGIServer listens with a backlog of 10: fifty clients connecting at once
+    # overflow it and the kernel resets connections before a request is even read, which is
+    # the test server's limit, not the API's. A production server (gunicorn) uses 2048.
+    request_queue_size = 256
+
+
+class _LiveServerThread(LiveServerThread):
+    server_class = _DeepBacklogServer
+
+
+@pytest.fixture
+def live_api(transactional_db, ddb, redis_client) -> Iterator[str]:
+    """pytest-django's ``live_server``, but with a listen backlog that fits a burst of 50
+    concurrent connections. Same construction as pytest-django's: the in-memory SQLite test
+    database is shared with the server's threads. Yields the base URL of /api/v1."""
+    overrides = {}
+    for conn in connections.all():
+        if conn.vendor == "sqlite" and conn.is_in_memory_db():
+            overrides[conn.alias] = conn
+            conn.inc_thread_sharing()
+    thread = _LiveServerThread("127.0.0.1", _StaticFilesHandler, connections_override=overrides, port=0)
+    thread.daemon = True
+    thread.start()
+    thread.is_ready.wait()
+    if thread.error:
+        raise thread.error
+    try:
+        yield f"http://127.0.0.1:{thread.port}{API}"
+    finally:
+        thread.terminate()
+        for conn in overrides.values():
+            conn.dec_thread_sharing()

@@ -63,3 +63,14 @@ def test_store_unavailable_is_503(api, settings):
 def test_wrong_method_is_405(api):
     response = api.delete("/sessions")
     assert response.status_code == 405
+
+
+def test_unknown_query_parameter_is_400_naming_it(api):
+    session_id = start_session(api)
+    response = api.get(f"/sessions/{session_id}/context", turn=5)  # typo for "turns"
+    assert response.status_code == 400
+    assert error_of(response) == {"code": "invalid_input", "message": "unknown query parameter 'turn'", "field": "turn"}
+    appended = api.client.post(f"/api/v1/sessions/{session_id}/turns?dry_run=1", '{"role": "user", "text": "x", "client_msg_id": "m"}',
+                               content_type="application/json", headers={"Authorization": f"Bearer {api.key}"})
+    assert appended.status_code == 400 and error_of(appended)["field"] == "dry_run"
+    assert api.get(f"/sessions/{session_id}").json()["turn_count"] == 0

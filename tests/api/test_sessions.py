@@ -24,15 +24,6 @@ def test_start_session_defaults_locale_and_tags(api):
     assert body["locale"] == "en" and body["tags"] == []
 
 
-def test_start_with_session_id_is_idempotent(api):
-    first = api.post("/sessions", {"customer_id": "c1", "channel": "web", "session_id": "fixed-1"})
-    again = api.post("/sessions", {"customer_id": "c1", "channel": "web", "session_id": "fixed-1"})
-    assert first.status_code == 201 and again.status_code == 200
-    assert again.json() == first.json()
-    other = api.post("/sessions", {"customer_id": "c2", "channel": "web", "session_id": "fixed-1"})
-    assert other.status_code == 400 and error_of(other)["field"] == "session_id"
-
-
 def test_start_session_rejects_bad_fields_by_name(api):
     cases = [
         ({"channel": "web"}, "customer_id"),

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sessions_app.models import Turn
 from sessions_app import keys
+from sessions_app.models import Turn
 from sessions_app.selectors import session_get
 
 from .conftest import error_of, start_session
@@ -122,6 +122,9 @@ def test_invalid_turn_bodies_name_the_field(api):
         ({**good, "tokens_in": -1}, "tokens_in"),
         ({**good, "tokens_in": "12"}, "tokens_in"),
         ({**good, "tokens_out": True}, "tokens_out"),
+        ({**good, "tokens_out": 1.5}, "tokens_out"),
+        ({**good, "tokens_out": 10**40}, "tokens_out"),  # beyond what a DynamoDB number holds
+        ({**good, "latency_ms": 1e308}, "latency_ms"),
         ({**good, "latency_ms": "fast"}, "latency_ms"),
         ({**good, "model": "m" * 101}, "model"),
         ({**good, "seq": 7}, "seq"),
@@ -132,6 +135,12 @@ def test_invalid_turn_bodies_name_the_field(api):
         error = error_of(response)
         assert error["code"] == "invalid_input" and error["field"] == field, (body, error)
     assert stored_turns(session_id) == []
+
+
+def test_integral_json_numbers_are_accepted_as_token_counts(api):
+    session_id = start_session(api)
+    response = api.post(f"/sessions/{session_id}/turns", {"role": "user", "text": "hi", "client_msg_id": "m-1", "tokens_in": 12.0})
+    assert response.status_code == 201 and response.json()["tokens_in"] == 12
 
 
 def test_several_invalid_fields_are_all_listed(api):
