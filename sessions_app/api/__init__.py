@@ -1,20 +1,35 @@
 """The JSON API for the bot runtime, mounted at /api/v1/ (OpenAPI at /api/v1/openapi.json).
 
 Layout: ``auth`` (bearer API keys with scopes), ``schemas`` (bodies), ``errors`` (the one error
-shape for everything, ninja's own errors included), ``sessions`` and ``connections`` (routers).
+shape for everything, ninja's own errors included), ``params`` (strict query strings),
+``sessions`` and ``connections`` (routers).
 """
 
+from typing import Any
+
+from django.urls import URLPattern
 from ninja import NinjaAPI
 from ninja.operation import Operation
 
 from . import connections, sessions
-from .errors import errors_install
+from .errors import errors_install, json_method_not_allowed
+
 
 class _Api(NinjaAPI):
     def get_openapi_operation_id(self, operation: Operation) -> str:
         # "turn_append" rather than "sessions_app_api_sessions_turn_append_view": client
         # generators turn operation ids into method names.
         return operation.view_func.__name__.removesuffix("_view")
+
+    @property
+    def urls(self) -> tuple[list[Any], str, str]:
+        # ninja answers a wrong method with a plain-text 405 outside its exception handlers;
+        # wrapping its views keeps that answer in the API's error shape too.
+        patterns, app_name, namespace = super().urls
+        for pattern in patterns:
+            if isinstance(pattern, URLPattern):
+                pattern.callback = json_method_not_allowed(pattern.callback)
+        return patterns, app_name, namespace
 
 
 api = _Api(

@@ -10,11 +10,14 @@ shape here, so a client needs exactly one error parser.
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, AuthorizationError, HttpError, ValidationError
 from pynamodb.exceptions import PynamoDBException
@@ -72,6 +75,22 @@ def _respond(api: NinjaAPI, request: HttpRequest, *, status: int, body: dict, he
     for name, value in (headers or {}).items():
         response[name] = value
     return response
+
+
+def json_method_not_allowed(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Wrap a URL's view so its 405 (wrong method) answer uses the error shape; keeps ``Allow``."""
+
+    @functools.wraps(view)  # also keeps ninja's csrf_exempt flag
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = view(request, *args, **kwargs)
+        if not isinstance(response, HttpResponseNotAllowed):
+            return response
+        body = error_body(code="method_not_allowed", message=f"{request.method} is not allowed here; allowed: {response['Allow']}")
+        answer = HttpResponse(json.dumps(body), status=405, content_type="application/json")
+        answer["Allow"] = response["Allow"]
+        return answer
+
+    return wrapper
 
 
 def errors_install(api: NinjaAPI) -> None:

@@ -60,9 +60,11 @@ def test_store_unavailable_is_503(api, settings):
         dynamo.reset_connections()
 
 
-def test_wrong_method_is_405(api):
+def test_wrong_method_is_405_in_the_error_shape(api):
     response = api.delete("/sessions")
     assert response.status_code == 405
+    assert error_of(response)["code"] == "method_not_allowed"
+    assert response["Allow"] == "POST"
 
 
 def test_unknown_query_parameter_is_400_naming_it(api):
