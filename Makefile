@@ -8,8 +8,11 @@ PYTEST_ARGS ?=
 run: bootstrap
 	$(PY) -m devtools.run
 
+# The test session starts its own servers; these unusable defaults make any connection made
+# before it switches settings fail loudly instead of reaching a server already on the machine.
 test: bootstrap-dev
-	$(PY) -m pytest $(PYTEST_ARGS)
+	REDIS_URL=redis://127.0.0.1:9/0 CELERY_BROKER_URL=redis://127.0.0.1:9/1 DYNAMODB_ENDPOINT=http://127.0.0.1:9 \
+	DAX_ENDPOINTS= $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: bootstrap-dev
 	$(PY) -m bench $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(QUICK),--quick)

@@ -1,8 +1,9 @@
 """Test infrastructure: a real DynamoDB Local and a real redis-server, on free ports, per session.
 
 Both are started by this session and stopped at its end; nothing uses the ports `make run` uses.
-Django settings are already imported when fixtures run, so the session fixture points the
-settings (and the environment, for subprocesses such as Celery workers) at the new servers.
+Django settings are already imported when fixtures run, so the session fixture (autouse: it runs
+before any test can open a connection) points the settings — and the environment, for
+subprocesses such as Celery workers — at the new servers.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from django.conf import settings
 from devtools import procs
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def infra(tmp_path_factory):
     logs = tmp_path_factory.mktemp("infra-logs")
     ddb_port, redis_port = procs.free_port(), procs.free_port()
@@ -38,12 +39,25 @@ def infra(tmp_path_factory):
     settings.REDIS_URL = redis_url
     settings.CELERY_BROKER_URL = broker_url
     settings.CACHES["default"]["LOCATION"] = redis_url
+    _forget_cache_connections()
     info = {"dynamodb_endpoint": endpoint, "redis_url": redis_url, "redis_port": redis_port, "broker_url": broker_url, "logs": logs}
     try:
         yield info
     finally:
         procs.stop(redis)
         procs.stop(ddb)
+
+
+def _forget_cache_connections() -> None:
+    """Drop cache clients built before the settings changed, so every later use (this process's
+    django-redis client included) connects to the test servers, never the machine's own Redis."""
+    from django.core.cache import caches
+
+    caches.close_all()
+    try:
+        del caches["default"]
+    except (AttributeError, KeyError):
+        pass
 
 
 @pytest.fixture
