@@ -22,6 +22,7 @@ META_SK = "META"
 TURN_PREFIX = "TURN#"
 SUMMARY_PREFIX = "SUMMARY#"
 MSGID_PREFIX = "MSGID#"
+DUE_PREFIX = "DUE#"
 CUSTOMER_PREFIX = "CUST#"
 DAY_PREFIX = "DAY#"
 STATUS_PREFIX = "STATUS#"
@@ -100,6 +101,11 @@ def day_pk(day: date, shard: int) -> str:
 
 def status_pk(status: str, shard: int) -> str:
     return f"{STATUS_PREFIX}{status}#{shard}"
+
+
+def due_pk(shard: int) -> str:
+    """Partition of the sparse summary_due index (sharded like the other indexes)."""
+    return f"{DUE_PREFIX}{shard}"
 
 
 def started_sk(started_at: datetime, session_id: str) -> str:

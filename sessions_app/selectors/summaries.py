@@ -15,18 +15,10 @@ from .. import keys
 from ..models import SessionMeta
 from ..services.common import utcnow
 
-DUE_PREFIX = "DUE#"
 
-
-# Key builders of the summary_due index. They belong with the others in keys.py; they live here
-# until that module's owner folds them in (they are pure, like everything in keys.py).
 def summary_due_pk(*, session_id: str) -> str:
-    return f"{DUE_PREFIX}{keys.shard_of(session_id, settings.SUMMARY_DUE_SHARDS)}"
-
-
-def summary_due_sk(*, since: datetime) -> str:
-    """When the unsummarised stretch began (fixed-width UTC, so the key sorts by time)."""
-    return keys.ts_str(since)
+    """The summary_due partition of a session (key strings themselves are built in keys.py)."""
+    return keys.due_pk(keys.shard_of(session_id, settings.SUMMARY_DUE_SHARDS))
 
 
 class SummaryStates:
@@ -89,11 +81,11 @@ def summary_state(*, meta: SessionMeta, now: datetime | None = None) -> SummaryS
 def summary_due_candidates(*, marked_before: datetime, limit: int = 1000) -> list[SessionMeta]:
     """METAs (strongly consistent) of sessions whose unsummarised stretch began before
     ``marked_before``: one Query per shard of the keys-only index, then BatchGetItem."""
-    cutoff = summary_due_sk(since=marked_before)
+    cutoff = keys.ts_str(marked_before)
     pks: list[str] = []
     for shard in range(settings.SUMMARY_DUE_SHARDS):
         for item in SessionMeta.summary_due.query(
-            f"{DUE_PREFIX}{shard}", SessionMeta.summary_due_sk < cutoff, limit=limit - len(pks),
+            keys.due_pk(shard), SessionMeta.summary_due_sk < cutoff, limit=limit - len(pks),
         ):
             pks.append(item.pk)
         if len(pks) >= limit:

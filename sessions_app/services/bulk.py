@@ -17,6 +17,7 @@ from django.conf import settings
 
 from .. import keys
 from ..models import ChatItem, ClientMessageMarker, SessionMeta, SessionStatus, Turn
+from ..selectors.summaries import summary_due_pk
 from .sessions import _session_key_fields
 
 
@@ -53,6 +54,10 @@ def _items_for(spec: SessionSpec) -> tuple[list[ChatItem], SessionMeta]:
         turn_count=len(spec.turns), summary_through=0, expires_at=expires,
         **_session_key_fields(session_id=session_id, customer_id=spec.customer_id, started_at=spec.started_at, status=spec.status),
     )
+    if spec.turns:
+        # Unsummarised since its first turn: the summary sweep will find it (as after live appends).
+        meta.summary_due_pk = summary_due_pk(session_id=session_id)
+        meta.summary_due_sk = keys.ts_str(spec.started_at + timedelta(seconds=spec.seconds_between_turns))
     return items, meta
 
 

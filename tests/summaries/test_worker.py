@@ -10,17 +10,18 @@ from django.conf import settings as django_settings
 
 from devtools import procs
 from mangaassist.celery import app as celery_app
-from sessions_app import dynamo, keys
+from sessions_app import dynamo
+from sessions_app.keys import ts_str
 from sessions_app.models import SessionMeta
-from sessions_app.selectors.summaries import SummaryStates, summary_due_sk, summary_state
+from sessions_app.selectors.summaries import SummaryStates, summary_state
 from sessions_app.services import summaries
 from sessions_app.services.common import utcnow
 from sessions_app.services.sessions import session_close
 from sessions_app.services.summaries import TASK_NAME, summary_write
-from sessions_app.services.turns import turn_append, turn_write
+from sessions_app.services.turns import turn_append
 from tests.builders import make_session, msg_id
 
-from .conftest import meta_of, queue_empty, summaries_of, use_broker, wait_for
+from .conftest import meta_of, summaries_of, use_broker, wait_for
 
 
 def _append(session_id: str, n: int) -> None:
@@ -65,7 +66,7 @@ def _age(session_id: str, minutes: int) -> None:
     meta = meta_of(session_id)
     actions = [SessionMeta.last_message_at.set(past)]
     if meta.summary_due_sk is not None:
-        actions.append(SessionMeta.summary_due_sk.set(summary_due_sk(since=past - timedelta(minutes=5))))
+        actions.append(SessionMeta.summary_due_sk.set(ts_str(past - timedelta(minutes=5))))
     meta.update(actions=actions)
 
 
