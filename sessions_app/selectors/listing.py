@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -135,6 +137,17 @@ def _plan(*, day_from: date, day_to: date, customer_id: str | None, status: str 
     return groups
 
 
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    """A per-process pool (threads do not survive fork: gunicorn and Celery fork workers)."""
+    global _POOL
+    if _POOL is None or _POOL[0] != os.getpid():
+        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=16, thread_name_prefix="session-list"))
+    return _POOL[1]
+
+
 def _and(*conditions):
     result = None
     for condition in conditions:
@@ -198,11 +211,13 @@ def session_list(
         while len(found) < limit:
             # Every stream that may still hold items must show its head before the newest can
             # be chosen; otherwise an unread, newer item could be skipped.
-            for stream in streams:
-                # One read per partition is always allowed, so every page makes progress.
-                while not stream.buffer and not stream.exhausted and (requests < max_requests or not stream.fetches):
-                    stream.fetch()
-                    requests += 1
+            # One read per partition is always allowed, so every page makes progress. The shards
+            # of a group are independent partitions: read them concurrently.
+            starving = [s for s in streams if not s.buffer and not s.exhausted and (requests < max_requests or not s.fetches)]
+            while starving:
+                requests += len(starving)
+                list(_pool().map(_Stream.fetch, starving))
+                starving = [s for s in starving if not s.buffer and not s.exhausted and requests < max_requests]
             if any(not s.buffer and not s.exhausted for s in streams):
                 short_reason = "read budget reached"
                 break
