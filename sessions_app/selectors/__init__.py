@@ -3,7 +3,7 @@
 from .context import ContextLoad, context_load
 from .listing import SessionPage, session_list
 from .presenters import json_bytes, session_dict, summary_dict, turn_dict
-from .sessions import Context, TurnPage, context_read, session_get, summary_latest, turns_page
+from .sessions import Context, TurnPage, context_read, session_get, session_get_many, summary_latest, turns_page
 
 __all__ = [
     "Context",
@@ -17,6 +17,7 @@ __all__ = [
     "TurnPage",
     "context_read",
     "session_get",
+    "session_get_many",
     "session_list",
     "summary_latest",
     "turns_page",

@@ -29,6 +29,7 @@ from .. import keys
 from ..exceptions import InvalidCursor, InvalidInput
 from ..models import SessionMeta, SessionStatus
 from ..services.common import utcnow, validate_id
+from .sessions import session_get_many
 
 LIST_CURSOR = "sessions"
 MAX_DAYS = 400
@@ -235,13 +236,5 @@ def session_list(
     next_cursor = None
     if group_index < len(groups):
         next_cursor = keys.cursor_encode(keys.Cursor(kind=LIST_CURSOR, state={"f": fingerprint, "g": group_index, "p": positions}))
-    return SessionPage(sessions=_metas_in_order(found), cursor=next_cursor, short_reason=short_reason, filters=filters)
-
-
-def _metas_in_order(items: list[dict]) -> list[SessionMeta]:
-    ids = [item["session_id"]["S"] for item in items]
-    if not ids:
-        return []
-    fetched = {m.session_id: m for m in SessionMeta.batch_get([(keys.session_pk(i), keys.META_SK) for i in ids])}
     # A session deleted between the index read and the batch get is simply left out.
-    return [fetched[i] for i in ids if i in fetched]
+    return SessionPage(sessions=session_get_many(session_ids=[item["session_id"]["S"] for item in found]), cursor=next_cursor, short_reason=short_reason, filters=filters)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Iterable
 
 from .. import dynamo, keys
 from ..exceptions import InvalidInput, SessionNotFound
@@ -16,6 +17,15 @@ def session_get(*, session_id: str, consistent: bool = False) -> SessionMeta:
         return SessionMeta.get(keys.session_pk(session_id), keys.META_SK, consistent_read=consistent)
     except SessionMeta.DoesNotExist:
         raise SessionNotFound(f"session {session_id} does not exist", field="session_id") from None
+
+
+def session_get_many(*, session_ids: Iterable[str]) -> list[SessionMeta]:
+    """META of each id that exists, in the order given (one BatchGetItem per 100 ids)."""
+    ids = list(dict.fromkeys(session_ids))
+    if not ids:
+        return []
+    found = {m.session_id: m for m in SessionMeta.batch_get([(keys.session_pk(i), keys.META_SK) for i in ids])}
+    return [found[i] for i in ids if i in found]
 
 
 def _turn_range(*, session_id: str, low: int, high: int, consistent: bool) -> list[Turn]:

@@ -39,7 +39,7 @@ from ..realtime import (
 from ..services.common import utcnow
 from .listing import MAX_DAYS, session_list
 from .presenters import session_dict, summary_dict, turn_dict
-from .sessions import TurnPage, session_get, summary_latest, turns_page
+from .sessions import TurnPage, session_get, session_get_many, summary_latest, turns_page
 
 SUMMARY_STATES = ("none", "pending", "fresh", "stale", "failed")
 # Raw ``SessionMeta.summary_state`` values written by the summary service, grouped for staff.
@@ -159,15 +159,6 @@ def _rows(metas: list[SessionMeta]) -> list[SessionRow]:
             summary_snippet=summary.text[:140] if summary else None,
         ))
     return rows
-
-
-def session_get_many(*, session_ids: Iterable[str]) -> list[SessionMeta]:
-    """META of each id that exists, in the order given (one BatchGetItem per 100 ids)."""
-    ids = list(dict.fromkeys(session_ids))
-    if not ids:
-        return []
-    found = {m.session_id: m for m in SessionMeta.batch_get([(keys.session_pk(i), keys.META_SK) for i in ids])}
-    return [found[i] for i in ids if i in found]
 
 
 def session_browse(
