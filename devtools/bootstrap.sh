@@ -9,7 +9,11 @@ want=()
 command -v java >/dev/null 2>&1 || want+=(openjdk-17-jre-headless)
 command -v redis-server >/dev/null 2>&1 || want+=(redis-server)
 command -v npm >/dev/null 2>&1 || want+=(npm)
-if [[ "${WITH_BROWSER:-0}" == 1 ]] && ! command -v chromium >/dev/null 2>&1; then want+=(chromium); fi
+if [[ "${WITH_BROWSER:-0}" == 1 ]]; then
+  command -v chromium >/dev/null 2>&1 || want+=(chromium)
+  # Japanese chat text must render in the browser tests' screenshots, not as empty boxes.
+  fc-list :lang=ja 2>/dev/null | grep -q . || want+=(fonts-noto-cjk)
+fi
 if ((${#want[@]})); then
   echo "[bootstrap] installing system packages: ${want[*]}"
   SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
