@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -24,6 +25,11 @@ log = logging.getLogger(__name__)
 
 ROLES = ("user", "assistant", "system")
 MAX_ATTEMPTS = 64
+MAX_TOKENS = 1_000_000_000
+MAX_LATENCY_MS = 86_400_000  # a day
+# A transaction that lost a race (a condition failed, or another transaction held an item) is
+# retried; anything else — validation, throttling, access — is not ours to retry here.
+_RACE_CODES = frozenset({"TransactionCanceledException", "TransactionConflictException"})
 
 
 @dataclass(frozen=True)
@@ -48,9 +54,15 @@ def turn_validate(*, role: str, text: str, client_msg_id: str, model, latency_ms
     validate_id(client_msg_id, field="client_msg_id")
     if model is not None and (not isinstance(model, str) or len(model) > 100):
         raise InvalidInput("model must be a string of at most 100 characters", field="model")
-    for name, value in (("latency_ms", latency_ms), ("tokens_in", tokens_in), ("tokens_out", tokens_out)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
-            raise InvalidInput(f"{name} must be a non-negative number", field=name)
+    for name, value, upper in (("latency_ms", latency_ms, MAX_LATENCY_MS), ("tokens_in", tokens_in, MAX_TOKENS),
+                               ("tokens_out", tokens_out, MAX_TOKENS)):
+        if value is None:
+            continue
+        # Also keeps values DynamoDB cannot store (NaN, infinities, 1e-200) out of the transaction.
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value <= upper:
+            raise InvalidInput(f"{name} must be a number from 0 to {upper}", field=name)
+        if name != "latency_ms" and value != int(value):
+            raise InvalidInput(f"{name} must be a whole number", field=name)
 
 
 def _read_meta(session_id: str) -> SessionMeta:
@@ -109,7 +121,10 @@ def turn_write(
         now = utcnow()
         turn = Turn(
             pk, keys.turn_sk(seq), seq=seq, role=role, text=text, created_at=now, client_msg_id=client_msg_id,
-            model=model, latency_ms=latency_ms, tokens_in=tokens_in, tokens_out=tokens_out,
+            # Microsecond resolution is plenty; it also keeps denormal floats (which DAX's encoder
+            # rejects) out of the item.
+            model=model, latency_ms=round(latency_ms, 3) if latency_ms is not None else None,
+            tokens_in=tokens_in, tokens_out=tokens_out,
             expires_at=meta.expires_at or now + timedelta(days=settings.SESSION_TTL_DAYS),
         )
         marker = ClientMessageMarker(pk, keys.client_msg_sk(client_msg_id), seq=seq, expires_at=turn.expires_at)
@@ -130,6 +145,8 @@ def turn_write(
                     condition=(SessionMeta.turn_count == expected) & (SessionMeta.status != SessionStatus.CLOSED),
                 )
         except TransactWriteError as exc:
+            if exc.cause_response_code not in _RACE_CODES:
+                raise
             # Which condition failed is not always reported (DAX drops CancellationReasons), so
             # decide from a consistent re-read instead of from the error.
             log.debug("append to %s lost attempt %d: %s", session_id, attempt, exc.cause_response_code)

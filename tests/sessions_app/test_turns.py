@@ -94,6 +94,9 @@ def test_append_to_closed_session_raises_closed_but_replay_still_answers(ddb):
         ({"client_msg_id": "has space"}, "client_msg_id"),
         ({"latency_ms": -1}, "latency_ms"),
         ({"tokens_in": "many"}, "tokens_in"),
+        ({"tokens_out": 2.5}, "tokens_out"),
+        ({"latency_ms": float("nan")}, "latency_ms"),
+        ({"latency_ms": 1e308}, "latency_ms"),
     ],
 )
 def test_invalid_append_names_the_field_and_writes_nothing(ddb, kwargs, field):
@@ -147,3 +150,24 @@ def test_context_read_returns_last_turns_oldest_first(ddb):
     ctx = selectors.context_read(session_id=meta.session_id, turns=3, min_seq=7)
     assert [t.seq for t in ctx.turns] == [5, 6, 7]
     assert ctx.meta.turn_count == 7 and ctx.summary is None
+
+
+def test_a_store_error_that_is_not_a_lost_race_is_raised_at_once_not_retried(ddb, read_path, settings):
+    """An item over DynamoDB's 400 KB limit is a ValidationException from the transaction itself."""
+    import secrets
+
+    from pynamodb.exceptions import TransactWriteError
+
+    settings.TURN_TEXT_MAX_BYTES = 4_000_000
+    meta = make_session()
+    with pytest.raises(TransactWriteError) as info:
+        services.turn_write(session_id=meta.session_id, role="user", text=secrets.token_hex(600_000), client_msg_id=msg_id())
+    assert info.value.cause_response_code not in ("TransactionCanceledException", "TransactionConflictException")
+    assert _stored_turns(meta.session_id) == []
+
+
+def test_latency_is_stored_at_microsecond_resolution(ddb):
+    meta = make_session()
+    services.turn_write(session_id=meta.session_id, role="assistant", text="x", client_msg_id=msg_id(), latency_ms=1e-200)
+    services.turn_write(session_id=meta.session_id, role="assistant", text="y", client_msg_id=msg_id(), latency_ms=12.3456789)
+    assert [t.latency_ms for t in _stored_turns(meta.session_id)] == [0.0, 12.346]
