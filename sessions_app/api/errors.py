@@ -153,3 +153,10 @@ def errors_install(api: NinjaAPI) -> None:
         # A bug: keep the body in the API's shape (never an HTML page or a traceback) and log it.
         log.exception("api %s %s failed", request.method, request.path)
         return _respond(api, request, status=500, body=error_body(code="internal_error", message="internal error"))
+
+
+def api_not_found(request: HttpRequest, path: str = "") -> HttpResponse:
+    """Unknown URLs under the API answer in the API's error shape, not with an HTML page."""
+    from django.http import JsonResponse
+
+    return JsonResponse(error_body(code="not_found", message=f"no API endpoint at {request.path}"), status=404)

@@ -76,3 +76,11 @@ def test_unknown_query_parameter_is_400_naming_it(api):
                                content_type="application/json", headers={"Authorization": f"Bearer {api.key}"})
     assert appended.status_code == 400 and error_of(appended)["field"] == "dry_run"
     assert api.get(f"/sessions/{session_id}").json()["turn_count"] == 0
+
+
+@pytest.mark.parametrize("path", ["/api/v1/nope", "/api/v1/sessions/s1/turns/extra", "/api/v2/sessions"])
+def test_unknown_api_urls_are_404_in_the_error_shape(client, path):
+    response = client.get(path)
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("application/json")
+    assert error_of(response)["code"] == "not_found"
