@@ -1,0 +1,1 @@
+"""`make bench`: the performance benchmarks (not tests). See README.md, "Performance"."""
