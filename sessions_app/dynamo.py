@@ -21,14 +21,16 @@ PynamoDB has no DAX support of its own (pynamodb/PynamoDB#687).
 from __future__ import annotations
 
 import atexit
+import copy
 import logging
 import os
 import socket
 import threading
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
@@ -278,7 +280,9 @@ class _DaxAdapter:
 
     def _make_api_call(self, operation_name: str, operation_kwargs: dict) -> dict:
         try:
-            return getattr(self._client, _SNAKE[operation_name])(**operation_kwargs)
+            # The DAX client rewrites the request in place while encoding it; a fallback to
+            # DynamoDB must still see the caller's original request.
+            return getattr(self._client, _SNAKE[operation_name])(**copy.deepcopy(operation_kwargs))
         except Exception as exc:
             if _is_dax_unavailable(exc):
                 raise _DaxUnavailable(f"{operation_name}: {exc}") from exc
@@ -286,6 +290,21 @@ class _DaxAdapter:
 
 
 # --- the routed PynamoDB connection -------------------------------------------------------------
+
+_bypass = threading.local()
+
+
+@contextmanager
+def dax_bypassed() -> Iterator[None]:
+    """Send this thread's calls straight to DynamoDB for the block: bulk loads would only fill
+    DAX's item cache with items nobody is reading yet."""
+    previous = getattr(_bypass, "on", False)
+    _bypass.on = True
+    try:
+        yield
+    finally:
+        _bypass.on = previous
+
 
 class RoutedConnection(Connection):
     """A PynamoDB Connection that sends each call to DAX or DynamoDB (see module docstring)."""
@@ -298,7 +317,7 @@ class RoutedConnection(Connection):
         return routed if routed is not None else super().client
 
     def route_for(self, operation_name: str, operation_kwargs: dict) -> str:
-        if not dax_enabled():
+        if not dax_enabled() or getattr(_bypass, "on", False):
             return PATH_DYNAMODB
         if operation_name in DATA_READS:
             if operation_kwargs.get("ConsistentRead"):

@@ -1,6 +1,8 @@
 """The routed connection: what goes to DAX, what goes straight to DynamoDB, and falling back."""
 
 import json
+import os
+import signal
 import time
 import urllib.request
 
@@ -41,7 +43,12 @@ def node(infra, table_name, settings):
     def restart():
         state["proc"] = start_dax_node(port, **args)
 
-    yield type("Node", (), {"stats": staticmethod(stats), "kill": staticmethod(kill), "restart": staticmethod(restart)})
+    def freeze(stopped: bool):
+        os.killpg(state["proc"].pid, signal.SIGSTOP if stopped else signal.SIGCONT)
+
+    yield type("Node", (), {"stats": staticmethod(stats), "kill": staticmethod(kill), "restart": staticmethod(restart),
+                            "freeze": staticmethod(freeze)})
+    freeze(False)
     procs.stop(state["proc"])
     settings.DAX_ENDPOINTS = []
     dynamo.reset_connections()
@@ -97,3 +104,34 @@ def test_killed_node_falls_back_without_errors_and_reads_return_to_dax_after_res
     assert _calls("dax") > dax_before
     assert dynamo.dax_breaker_state() == "closed"
     assert node.stats()["GetItemRequestCount"] >= 1
+
+
+def test_a_request_dax_failed_on_reaches_dynamodb_unchanged(node, settings):
+    """The DAX client encodes requests in place; a write that times out after it was encoded
+    must reach DynamoDB as the caller sent it."""
+    meta = make_session()
+    selectors.session_get(session_id=meta.session_id)  # the client is connected
+    settings.DAX_REQUEST_TIMEOUT = 0.3
+    dynamo.dax_close()
+    selectors.session_get(session_id=meta.session_id)
+    node.freeze(True)  # accepts connections, never answers: the request is encoded, then times out
+    try:
+        with SessionMeta.batch_write() as batch:
+            batch.save(SessionMeta(meta.pk, keys.META_SK, session_id=meta.session_id, customer_id=meta.customer_id,
+                                   channel="app", started_at=meta.started_at, turn_count=0, gsi1pk=meta.gsi1pk,
+                                   gsi1sk=meta.gsi1sk, gsi2pk=meta.gsi2pk, gsi2sk=meta.gsi2sk))
+    finally:
+        node.freeze(False)
+    assert _calls("fallback") >= 1
+    assert selectors.session_get(session_id=meta.session_id, consistent=True).channel == "app"
+
+
+def test_bulk_loads_bypass_dax(node):
+    from sessions_app.demo import demo_sessions
+    from sessions_app.services.bulk import sessions_bulk_load
+
+    before = node.stats()
+    sessions_bulk_load(specs=demo_sessions(count=3, now=make_session().started_at), threads=2)
+    after = node.stats()
+    assert after.get("BatchWriteItemRequestCount", 0) == before.get("BatchWriteItemRequestCount", 0)
+    assert _calls("dynamodb") > 0
