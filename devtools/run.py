@@ -75,10 +75,10 @@ def _superuser(env: dict) -> None:
             raise SystemExit("creating the superuser failed")
         return
     check = subprocess.run(
-        [PY, "manage.py", "shell", "-c",
+        [PY, "manage.py", "shell", "--no-imports", "-c",
          "from django.contrib.auth import get_user_model as g; print(g().objects.filter(is_superuser=True).exists())"],
         cwd=ROOT, env=env, capture_output=True, text=True, check=True)
-    if check.stdout.strip() == "True":
+    if check.stdout.strip().splitlines()[-1:] == ["True"]:
         _say("a superuser exists (set DJANGO_SUPERUSER_USERNAME/PASSWORD to create another)")
         return
     password = secrets.token_urlsafe(12)
