@@ -178,6 +178,8 @@ SESSION_LOCK_WAIT = env_float("SESSION_LOCK_WAIT", 0.5, minimum=0.0)
 PRESENCE_TTL_SECONDS = env_int("PRESENCE_TTL_SECONDS", 90, minimum=1)
 CONNECTION_TTL_SECONDS = env_int("CONNECTION_TTL_SECONDS", 7200, minimum=1)
 PAGE_SIZE = env_int("PAGE_SIZE", 25, minimum=1)
+# How long a process trusts an API key it has verified; revocations elsewhere take this long.
+API_KEY_CACHE_SECONDS = env_int("API_KEY_CACHE_SECONDS", 10, minimum=0)
 
 # --- Celery -------------------------------------------------------------------------------------
 # Any kombu URL works: redis://, rediss://, amqp:// (RabbitMQ), sqs://. The Redis-only transport

@@ -57,6 +57,9 @@ def api_key_revoke(*, api_key: ApiKey, now: datetime | None = None) -> bool:
     updated = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now)
     if updated:
         api_key.revoked_at = now
+        from ..selectors.api_keys import api_key_cache_clear  # the selector module imports this one
+
+        api_key_cache_clear()
     return bool(updated)
 
 

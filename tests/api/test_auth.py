@@ -69,6 +69,8 @@ def test_only_the_hash_is_stored(db):
 
 
 def test_last_used_at_is_written_at_most_once_a_minute(api, write_key):
+    from sessions_app.selectors.api_keys import api_key_cache_clear
+
     api_key = ApiKey.objects.get(key_hash=api_key_hash(raw_key=write_key))
     assert api_key.last_used_at is None
     start_session(api)
@@ -80,6 +82,7 @@ def test_last_used_at_is_written_at_most_once_a_minute(api, write_key):
 
     long_ago = first - timedelta(minutes=5)
     ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=long_ago)
+    api_key_cache_clear()  # as in a process that has not seen this key yet
     start_session(api)
     assert ApiKey.objects.get(pk=api_key.pk).last_used_at > long_ago
 
@@ -108,3 +111,26 @@ def test_create_api_key_command_refuses_a_taken_name_and_a_bad_scope(db):
     with pytest.raises(CommandError):
         call_command("create_api_key", "other", "--scope", "admin")
     assert ApiKey.objects.filter(name="other").count() == 0
+
+
+def test_a_verified_key_is_cached_but_revocation_takes_effect_at_once(api, write_key, django_assert_num_queries):
+    from sessions_app.models import ApiKey
+    from sessions_app.selectors.api_keys import api_key_authenticate, api_key_cache_clear
+    from sessions_app.services.api_keys import api_key_revoke
+
+    api_key_cache_clear()
+    assert api_key_authenticate(raw_key=write_key) is not None
+    with django_assert_num_queries(0):
+        assert api_key_authenticate(raw_key=write_key) is not None
+    api_key_revoke(api_key=ApiKey.objects.get(key_hash=api_key_authenticate(raw_key=write_key).key_hash))
+    assert api_key_authenticate(raw_key=write_key) is None
+
+
+def test_with_the_cache_off_every_request_checks_the_database(api, write_key, settings):
+    from sessions_app.models import ApiKey
+    from sessions_app.selectors.api_keys import api_key_authenticate
+
+    settings.API_KEY_CACHE_SECONDS = 0
+    assert api_key_authenticate(raw_key=write_key) is not None
+    ApiKey.objects.update(revoked_at="2026-01-01T00:00:00Z")  # revoked behind the service's back
+    assert api_key_authenticate(raw_key=write_key) is None
