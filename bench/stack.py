@@ -148,22 +148,8 @@ class Stack:
         })
 
     def _start_dynamodb(self, port: int) -> subprocess.Popen:
-        # devtools.procs.start_dynamodb_local caps the heap at 512 MB; a million turns in memory
-        # need more, so the same command is run here with a larger heap.
-        home = procs.ensure_dynamodb_local()
-        java = shutil.which("java")
-        if java is None:
-            raise procs.StackError("java is missing (apt-get install openjdk-17-jre-headless)")
-        args = [java, "-Xmx4g", f"-Djava.library.path={home / 'DynamoDBLocal_lib'}", "-jar",
-                str(home / "DynamoDBLocal.jar"), "-port", str(port)]
-        if self.ddb_dir is None:
-            args.append("-inMemory")
-        else:
-            self.ddb_dir.mkdir(parents=True, exist_ok=True)
-            args += ["-dbPath", str(self.ddb_dir)]
-        proc = procs._spawn(args, self.work / "dynamodb.log", cwd=home)
-        procs.wait_for_port("127.0.0.1", port, timeout=60, proc=proc, name="DynamoDB Local")
-        return proc
+        # A million turns in memory need more than the tests' 512 MB heap.
+        return procs.start_dynamodb_local(port, db_path=self.ddb_dir, log=self.work / "dynamodb.log", heap="4g")
 
     def django_setup(self) -> None:
         import django

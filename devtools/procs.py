@@ -83,15 +83,17 @@ def ensure_dynamodb_local() -> Path:
     return DDB_LOCAL_DIR
 
 
-def start_dynamodb_local(port: int, *, db_path: Path | None = None, log: Path | None = None) -> subprocess.Popen:
+def start_dynamodb_local(port: int, *, db_path: Path | None = None, log: Path | None = None,
+                         heap: str = "512m") -> subprocess.Popen:
     home = ensure_dynamodb_local()
     java = shutil.which("java")
     if java is None:
         raise StackError("java is missing (apt-get install openjdk-17-jre-headless)")
-    args = [java, "-Xmx512m", f"-Djava.library.path={home / 'DynamoDBLocal_lib'}", "-jar", str(home / "DynamoDBLocal.jar"), "-port", str(port)]
+    args = [java, f"-Xmx{heap}", f"-Djava.library.path={home / 'DynamoDBLocal_lib'}", "-jar", str(home / "DynamoDBLocal.jar"), "-port", str(port)]
     if db_path is None:
         args.append("-inMemory")
     else:
+        db_path = db_path.resolve()  # DynamoDB Local runs from its own folder
         db_path.mkdir(parents=True, exist_ok=True)
         args += ["-dbPath", str(db_path)]
     proc = _spawn(args, log, cwd=home)
