@@ -182,8 +182,9 @@ def turn_append(
     fails open (both logged and counted); the conditional write keeps the sequence exact.
     """
     validate_id(session_id, field="session_id")
-    turn_validate(role=role, text=text, client_msg_id=client_msg_id, model=model, latency_ms=latency_ms,
+    fields = dict(role=role, text=text, client_msg_id=client_msg_id, model=model, latency_ms=latency_ms,
                   tokens_in=tokens_in, tokens_out=tokens_out)
+    turn_validate(**fields)  # before taking the lock or spending the customer's rate budget
     # The lock comes first so the META we read inside it is the one we write against: reading
     # before waiting for a busy lock would make the first transaction lose by construction.
     with session_write_lock(session_id=session_id):
@@ -196,10 +197,7 @@ def turn_append(
                 if stored is not None:
                     return AppendResult(turn=stored, created=False, meta=meta, rate=decision)
                 decision.raise_if_denied()
-        result = turn_write(
-            session_id=session_id, role=role, text=text, client_msg_id=client_msg_id, model=model,
-            latency_ms=latency_ms, tokens_in=tokens_in, tokens_out=tokens_out, meta=meta,
-        )
+        result = turn_write(session_id=session_id, meta=meta, **fields)
     if result.created:
         context_cache_turn_written(session_id=session_id, seq=int(result.turn.seq))
         # After the write returned (DynamoDB has it); summary_request never raises.
