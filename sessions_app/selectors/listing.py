@@ -35,6 +35,7 @@ LIST_CURSOR = "sessions"
 MAX_DAYS = 400
 DEFAULT_DAYS = 30
 DONE = "done"
+MAX_CHUNK = 200
 
 
 @dataclass(frozen=True)
@@ -80,10 +81,15 @@ class _Stream:
             limit=self.chunk,
         )
         self.fetches += 1
-        self.buffer.extend(data.get("Items", []))
+        items = data.get("Items", [])
+        self.buffer.extend(items)
         self._start_key = data.get("LastEvaluatedKey")
         if self._start_key is None:
             self.exhausted = True
+        elif len(items) < self.chunk:
+            # Limit counts items read before the filter: a selective filter returns fewer, so
+            # read more per request rather than pay a round trip per match.
+            self.chunk = min(self.chunk * 2, MAX_CHUNK)
 
     def sort_key(self, item: dict) -> str:
         return item[self._range_attr]["S"]
