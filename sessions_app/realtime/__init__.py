@@ -17,7 +17,7 @@ from .context_cache import (
     context_cache_stats,
     context_cache_turn_written,
 )
-from .locks import LockState, session_write_lock
+from .locks import LockState, session_write_lock, summary_lock_acquire, summary_lock_release
 from .presence import (
     Presence,
     presence_clear,
@@ -58,6 +58,8 @@ __all__ = [
     "rate_limit_peek",
     "rate_limit_stats",
     "realtime_forget_session",
+    "summary_lock_acquire",
+    "summary_lock_release",
     "realtime_keys_for_session",
     "redis_boundary",
     "redis_connection",

@@ -28,6 +28,8 @@ from redis.commands.core import Script
 
 from sessions_app.exceptions import RedisUnavailable
 
+from . import keys
+
 logger = logging.getLogger("sessions_app.realtime")
 
 P = ParamSpec("P")
@@ -150,3 +152,22 @@ class LuaScript:
             # Only computes the SHA1; no I/O.
             self._script = client.register_script(self.source)
         return self._script(keys=keys, args=args, client=client)
+
+
+def counters_by_minute(
+    *, operation: str, key_for: Callable[[int], str], fields: tuple[str, ...], minutes: int
+) -> list[tuple[int, list[int]]] | None:
+    """Per-minute counter hashes (``stats:`` keys) for the last ``minutes`` minutes, newest first:
+    ``(minute_start, [value of each field])``, zeros for minutes with nothing counted. One
+    pipelined round trip. Redis down: None (unknown)."""
+    now = time.time()
+    buckets = [keys.stats_bucket(epoch_seconds=now - 60 * i) for i in range(max(1, minutes))]
+    try:
+        with redis_boundary(operation):
+            pipe = redis_connection().pipeline(transaction=False)
+            for bucket in buckets:
+                pipe.hmget(key_for(bucket), *fields)
+            rows = pipe.execute()
+    except RedisUnavailable:
+        return None
+    return [(bucket, [int(v or 0) for v in row]) for bucket, row in zip(buckets, rows, strict=True)]

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from sessions_app.exceptions import RedisUnavailable
 
 from . import keys
-from .client import LuaScript, redis_boundary, redis_connection
+from .client import LuaScript, counters_by_minute, redis_boundary, redis_connection
 
 _HINT = keys.CONTEXT_HINT_FIELD
 
@@ -196,17 +196,11 @@ def context_cache_forget(*, session_id: str) -> None:
 
 def context_cache_stats(*, minutes: int = 15) -> list[CacheMinute] | None:
     """Hits and misses per minute for the last ``minutes`` minutes, newest first. Redis down: None."""
-    now = time.time()
-    buckets = [keys.stats_bucket(epoch_seconds=now - 60 * i) for i in range(max(1, minutes))]
-    try:
-        with redis_boundary("context_cache_stats"):
-            pipe = redis_connection().pipeline(transaction=False)
-            for bucket in buckets:
-                pipe.hmget(keys.stats_context_key(bucket=bucket), "hit", "miss")
-            rows = pipe.execute()
-    except RedisUnavailable:
+    rows = counters_by_minute(operation="context_cache_stats", key_for=lambda b: keys.stats_context_key(bucket=b),
+                              fields=("hit", "miss"), minutes=minutes)
+    if rows is None:
         return None
-    return [CacheMinute(minute_start=b, hits=int(h or 0), misses=int(m or 0)) for b, (h, m) in zip(buckets, rows, strict=True)]
+    return [CacheMinute(minute_start=b, hits=h, misses=m) for b, (h, m) in rows]
 
 
 def context_cache_hit_ratio(*, minutes: int = 15) -> float | None:

@@ -50,6 +50,11 @@ def session_lock_ttl_seconds() -> float:
     return settings.SESSION_LOCK_TIMEOUT
 
 
+def summary_lock_key(*, session_id: str) -> str:
+    """Held by one summary task per session; its value is the task id (see locks.py)."""
+    return f"lock:summary:{_require(session_id, 'session_id')}"
+
+
 # --- context cache --------------------------------------------------------------------------------
 def context_key(*, session_id: str) -> str:
     """Hash: field ``seq`` (freshness hint) plus one field per cached context variant."""

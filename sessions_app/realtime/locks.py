@@ -18,7 +18,7 @@ from redis import exceptions as rx
 from sessions_app.exceptions import RedisUnavailable, SessionLocked
 
 from . import keys
-from .client import degraded_event_record, redis_boundary, redis_connection
+from .client import LuaScript, degraded_event_record, redis_boundary, redis_connection
 
 logger = logging.getLogger("sessions_app.realtime")
 
@@ -71,3 +71,41 @@ def session_write_lock(*, session_id: str) -> Iterator[LockState]:
             logger.warning("session write lock for %s expired before release (held > %ss)", session_id, lock.timeout)
         except rx.RedisError as error:
             degraded_event_record(operation="session_write_lock_release", error=error)
+
+
+# --- the summary lock -----------------------------------------------------------------------------
+# Not redis-py's Lock: its token is the Celery task id, so a redelivered copy of the task whose
+# first worker died holding the lock takes it over at once instead of waiting for the TTL.
+_release_if_owner = LuaScript(
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+)
+
+
+def summary_lock_acquire(*, session_id: str, token: str, ttl_seconds: int) -> bool:
+    """True if the run holding ``token`` may go ahead (the lock is free, or already its own).
+
+    The lock only saves duplicate work; the conditional summary write is the guard. Redis down:
+    True (go ahead), logged and counted.
+    """
+    key = keys.summary_lock_key(session_id=session_id)
+    try:
+        with redis_boundary("summary_lock_acquire"):
+            client = redis_connection()
+            if client.set(key, token, nx=True, ex=ttl_seconds):
+                return True
+            holder = client.get(key)
+            if holder is not None and holder.decode() == token:
+                client.expire(key, ttl_seconds)
+                return True
+            return holder is None and bool(client.set(key, token, nx=True, ex=ttl_seconds))
+    except RedisUnavailable:
+        return True
+
+
+def summary_lock_release(*, session_id: str, token: str) -> None:
+    """Release the lock if ``token`` still holds it. Redis down: nothing (the TTL frees it)."""
+    try:
+        with redis_boundary("summary_lock_release"):
+            _release_if_owner(keys=[keys.summary_lock_key(session_id=session_id)], args=[token])
+    except RedisUnavailable:
+        pass

@@ -19,7 +19,7 @@ from django.conf import settings
 from sessions_app.exceptions import RateLimited, RedisUnavailable
 
 from . import keys
-from .client import LuaScript, redis_boundary, redis_connection
+from .client import LuaScript, counters_by_minute, redis_boundary
 
 # `{now}` is the only line that differs between the production script and the test-only one:
 # production reads Redis TIME; tests pin the clock to drive the same logic through exact instants.
@@ -209,17 +209,8 @@ def rate_limit_stats(*, minutes: int = 10) -> list[RateMinute] | None:
 
     Minutes with no decisions are included with zeros. Redis down: None (unknown).
     """
-    now = time.time()
-    buckets = [keys.stats_bucket(epoch_seconds=now - 60 * i) for i in range(max(1, minutes))]
-    try:
-        with redis_boundary("rate_limit_stats"):
-            pipe = redis_connection().pipeline(transaction=False)
-            for bucket in buckets:
-                pipe.hmget(keys.stats_rate_key(bucket=bucket), "allowed", "denied")
-            rows = pipe.execute()
-    except RedisUnavailable:
+    rows = counters_by_minute(operation="rate_limit_stats", key_for=lambda b: keys.stats_rate_key(bucket=b),
+                              fields=("allowed", "denied"), minutes=minutes)
+    if rows is None:
         return None
-    return [
-        RateMinute(minute_start=bucket, allowed=int(a or 0), denied=int(d or 0))
-        for bucket, (a, d) in zip(buckets, rows, strict=True)
-    ]
+    return [RateMinute(minute_start=b, allowed=a, denied=d) for b, (a, d) in rows]
