@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import pytest
 from django.core.servers.basehttp import ThreadedWSGIServer
-from django.core.cache import caches
 from django.db import connections
 from django.test import Client
 from django.test.testcases import LiveServerThread, _StaticFilesHandler
@@ -43,21 +42,6 @@ class Api:
 
     def delete(self, path: str, *, key=...):
         return self.client.delete(API + path, headers=self._headers(key))
-
-
-@pytest.fixture(autouse=True)
-def _app_on_test_redis(infra) -> None:
-    """Start the test servers first and rebuild this thread's cache backend on them.
-
-    The ``default`` cache backend is built once per thread from settings.CACHES. If anything
-    built it before ``infra`` pointed LOCATION at the test Redis (``django_db_setup`` does, via
-    createcachetable, when ``db`` is set up first), the app would keep talking to the Redis in
-    the environment's defaults (redis://127.0.0.1:6379, a developer's) for the whole session.
-    """
-    try:
-        del caches["default"]
-    except AttributeError:  # not built in this thread yet
-        pass
 
 
 @pytest.fixture
