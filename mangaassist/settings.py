@@ -135,10 +135,13 @@ DYNAMODB_ENDPOINT = env_optional("DYNAMODB_ENDPOINT") if PRODUCTION else env_str
 DYNAMODB_CONNECT_TIMEOUT = env_float("DYNAMODB_CONNECT_TIMEOUT", 1.0, minimum=0.05)
 DYNAMODB_READ_TIMEOUT = env_float("DYNAMODB_READ_TIMEOUT", 3.0, minimum=0.05)
 DYNAMODB_MAX_RETRIES = env_int("DYNAMODB_MAX_RETRIES", 3, minimum=0)
-# Write sharding of the by-day index: changing it on a live table re-keys new sessions only,
-# so readers query max(old, new) shards; see sessions_app/keys.py.
+# Write sharding of the session indexes. On a live table only raise these: readers query shards
+# 0..N-1, so raising one still finds every older session, lowering one would hide some.
 DYNAMODB_DAY_SHARDS = env_int("DYNAMODB_DAY_SHARDS", 8, minimum=1)
 DYNAMODB_STATUS_SHARDS = env_int("DYNAMODB_STATUS_SHARDS", 4, minimum=1)
+# A channel's share of a day needs fewer shards than the whole day, and each shard is one more
+# Query per listing page.
+DYNAMODB_CHANNEL_SHARDS = env_int("DYNAMODB_CHANNEL_SHARDS", 4, minimum=1)
 SESSION_TTL_DAYS = env_int("SESSION_TTL_DAYS", 365, minimum=1)
 
 DAX_ENDPOINTS = env_list("DAX_ENDPOINTS", [])

@@ -26,6 +26,7 @@ DUE_PREFIX = "DUE#"
 CUSTOMER_PREFIX = "CUST#"
 DAY_PREFIX = "DAY#"
 STATUS_PREFIX = "STATUS#"
+CHANNEL_PREFIX = "CHAN#"
 
 SEQ_WIDTH = 10  # up to 9,999,999,999 turns in one session
 MAX_SEQ = 10**SEQ_WIDTH - 1
@@ -97,6 +98,11 @@ def customer_pk(customer_id: str) -> str:
 
 def day_pk(day: date, shard: int) -> str:
     return f"{DAY_PREFIX}{day.isoformat()}#{shard}"
+
+
+def channel_day_pk(channel: str, day: date, shard: int) -> str:
+    """Partition of the by_channel index: one channel's sessions of one day, write-sharded."""
+    return f"{CHANNEL_PREFIX}{channel}#{day.isoformat()}#{shard}"
 
 
 def status_pk(status: str, shard: int) -> str:

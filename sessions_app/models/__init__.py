@@ -2,6 +2,8 @@
 
 from .auth import ApiKey, AuditLog
 from .table import (
+    CHANNELS,
+    LOCALES,
     ChatItem,
     ClientMessageMarker,
     CompressedTextAttribute,
@@ -13,6 +15,8 @@ from .table import (
 )
 
 __all__ = [
+    "CHANNELS",
+    "LOCALES",
     "ApiKey",
     "AuditLog",
     "ChatItem",

@@ -2,7 +2,7 @@
 
 | item            | PK               | SK                    | indexes                                   |
 |-----------------|------------------|-----------------------|-------------------------------------------|
-| session META    | SESSION#<id>     | META                  | by_customer, by_day, by_status, summary_due |
+| session META    | SESSION#<id>     | META                  | by_customer, by_day, by_channel, by_status, summary_due |
 | turn            | SESSION#<id>     | TURN#<seq:010d>       |                                           |
 | summary         | SESSION#<id>     | SUMMARY#<seq:010d>    | (keyed by the last turn it covers)        |
 | client msg id   | SESSION#<id>     | MSGID#<client_msg_id> | (idempotency marker for turn appends)     |
@@ -44,6 +44,10 @@ class SessionStatus:
     ALL = (ACTIVE, HANDED_OFF, CLOSED)
     # Statuses present in the sparse by_status index (a closed session leaves it).
     INDEXED = (ACTIVE, HANDED_OFF)
+
+
+CHANNELS = ("web", "app", "line", "email", "voice")
+LOCALES = ("en", "ja")
 
 
 class CompressedTextAttribute(Attribute[str]):
@@ -101,6 +105,18 @@ class ByDayIndex(GlobalSecondaryIndex):
 
     gsi2pk = UnicodeAttribute(hash_key=True, attr_name="GSI2PK")
     gsi2sk = UnicodeAttribute(range_key=True, attr_name="GSI2SK")
+
+
+class ByChannelIndex(GlobalSecondaryIndex):
+    """by_day split by channel: a channel filter becomes a key condition instead of a
+    FilterExpression that reads (and pays for) every other channel's sessions too."""
+
+    class Meta:
+        index_name = "by_channel"
+        projection = IncludeProjection(_PROJECTED)
+
+    gsi5pk = UnicodeAttribute(hash_key=True, attr_name="GSI5PK")
+    gsi5sk = UnicodeAttribute(range_key=True, attr_name="GSI5SK")
 
 
 class ByStatusIndex(GlobalSecondaryIndex):
@@ -188,6 +204,9 @@ class SessionMeta(ChatItem, discriminator="session"):
     gsi1sk = UnicodeAttribute(attr_name="GSI1SK")
     gsi2pk = UnicodeAttribute(attr_name="GSI2PK")
     gsi2sk = UnicodeAttribute(attr_name="GSI2SK")
+    # Nullable only for sessions written before the by_channel index (see session_keys_backfill).
+    gsi5pk = UnicodeAttribute(null=True, attr_name="GSI5PK")
+    gsi5sk = UnicodeAttribute(null=True, attr_name="GSI5SK")
     gsi3pk = UnicodeAttribute(null=True, attr_name="GSI3PK")
     gsi3sk = UnicodeAttribute(null=True, attr_name="GSI3SK")
     # summary_due index: DUE#<shard> / time the unsummarised stretch began (see SummaryDueIndex).
@@ -196,6 +215,7 @@ class SessionMeta(ChatItem, discriminator="session"):
 
     by_customer = ByCustomerIndex()
     by_day = ByDayIndex()
+    by_channel = ByChannelIndex()
     by_status = ByStatusIndex()
     summary_due = SummaryDueIndex()
 

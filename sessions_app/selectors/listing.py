@@ -4,7 +4,11 @@ Which index serves a listing depends on its filters:
 
 * a customer → ``by_customer`` (one partition per customer);
 * an indexed status (active, handed off) → ``by_status``, one partition per status shard;
+* a channel → ``by_channel``, one partition per (channel, day, shard), days walked newest first;
 * otherwise → ``by_day``, one partition per (day, shard), days walked newest first.
+
+Whatever the index does not key is a FilterExpression (closed status, or a channel within a
+customer or status listing).
 
 Sharded partitions are merged newest first with a lazy k-way merge: each shard is read in small
 chunks and only as far as the merge needs. The cursor records, per shard, the sort key of the
@@ -25,9 +29,9 @@ from typing import Any
 
 from django.conf import settings
 
-from .. import keys
+from .. import dynamo, keys
 from ..exceptions import InvalidCursor, InvalidInput
-from ..models import SessionMeta, SessionStatus
+from ..models import CHANNELS, SessionMeta, SessionStatus
 from ..services.common import utcnow, validate_id
 from .sessions import session_get_many
 
@@ -36,6 +40,9 @@ MAX_DAYS = 400
 DEFAULT_DAYS = 30
 DONE = "done"
 MAX_CHUNK = 200
+# A filtered partition starts with this many times the unfiltered chunk: DynamoDB's Limit counts
+# items before the filter, and a round of shard reads costs far more than a few extra index items.
+FILTERED_CHUNK_FACTOR = 3
 
 
 @dataclass(frozen=True)
@@ -52,7 +59,7 @@ class _Stream:
     def __init__(self, spec: _StreamSpec, position: str | None, chunk: int):
         self.spec = spec
         self.position = position  # cursor form: None (from the top), a sort key, or DONE
-        self.chunk = chunk
+        self.chunk = chunk if spec.filter_condition is None else min(chunk * FILTERED_CHUNK_FACTOR, MAX_CHUNK)
         self.buffer: list[dict] = []
         self.fetches = 0
         self.exhausted = position == DONE
@@ -71,15 +78,19 @@ class _Stream:
         }
 
     def fetch(self) -> None:
-        data = SessionMeta._get_connection().query(
-            self.spec.hash_key,
-            range_key_condition=self.spec.range_condition,
-            filter_condition=self.spec.filter_condition,
-            index_name=self.spec.index.Meta.index_name,
-            exclusive_start_key=self._start_key,
-            scan_index_forward=False,
-            limit=self.chunk,
-        )
+        # Straight to DynamoDB: DAX's query cache is not invalidated by writes, so through it a
+        # session started, closed or handed off within its TTL would be missing from (or linger
+        # in) the listings staff watch. The META rows themselves still come through DAX.
+        with dynamo.dax_bypassed():
+            data = SessionMeta._get_connection().query(
+                self.spec.hash_key,
+                range_key_condition=self.spec.range_condition,
+                filter_condition=self.spec.filter_condition,
+                index_name=self.spec.index.Meta.index_name,
+                exclusive_start_key=self._start_key,
+                scan_index_forward=False,
+                limit=self.chunk,
+            )
         self.fetches += 1
         items = data.get("Items", [])
         self.buffer.extend(items)
@@ -132,14 +143,16 @@ def _plan(*, day_from: date, day_to: date, customer_id: str | None, status: str 
             _StreamSpec(SessionMeta.by_status, keys.status_pk(status, shard), SessionMeta.gsi3sk.between(low, high), filters)
             for shard in range(settings.DYNAMODB_STATUS_SHARDS)
         ]]
-    filters = _and(
-        SessionMeta.status == status if status else None,
-        SessionMeta.channel == channel if channel else None,
-    )
+    filters = _and(SessionMeta.status == status if status else None)
     groups = []
     day = day_to
     while day >= day_from:
-        groups.append([_StreamSpec(SessionMeta.by_day, keys.day_pk(day, shard), None, filters) for shard in range(settings.DYNAMODB_DAY_SHARDS)])
+        if channel:
+            groups.append([_StreamSpec(SessionMeta.by_channel, keys.channel_day_pk(channel, day, shard), None, filters)
+                           for shard in range(settings.DYNAMODB_CHANNEL_SHARDS)])
+        else:
+            groups.append([_StreamSpec(SessionMeta.by_day, keys.day_pk(day, shard), None, filters)
+                           for shard in range(settings.DYNAMODB_DAY_SHARDS)])
         day -= timedelta(days=1)
     return groups
 
@@ -185,6 +198,8 @@ def session_list(
         validate_id(customer_id, field="customer_id")
     if status is not None and status not in SessionStatus.ALL:
         raise InvalidInput(f"status must be one of {', '.join(SessionStatus.ALL)}", field="status")
+    if channel is not None and channel not in CHANNELS:
+        raise InvalidInput(f"channel must be one of {', '.join(CHANNELS)}", field="channel")
     day_to = day_to or utcnow().date()
     day_from = day_from or day_to - timedelta(days=DEFAULT_DAYS - 1)
     if day_from > day_to:

@@ -10,22 +10,22 @@ from pynamodb.exceptions import PutError, UpdateError
 
 from .. import keys
 from ..exceptions import InvalidInput, SessionNotFound
-from ..models import SessionMeta, SessionStatus
+from ..models import CHANNELS, LOCALES, SessionMeta, SessionStatus
 from .common import utcnow, validate_id
 from .summaries import summary_request
 
-CHANNELS = ("web", "app", "line", "email", "voice")
-LOCALES = ("en", "ja")
 MAX_TAGS = 20
 
 
-def _session_key_fields(*, session_id: str, customer_id: str, started_at: datetime, status: str) -> dict:
+def _session_key_fields(*, session_id: str, customer_id: str, channel: str, started_at: datetime, status: str) -> dict:
     started = keys.started_sk(started_at, session_id)
     fields = {
         "gsi1pk": keys.customer_pk(customer_id),
         "gsi1sk": started,
         "gsi2pk": keys.day_pk(started_at.date(), keys.shard_of(session_id, settings.DYNAMODB_DAY_SHARDS)),
         "gsi2sk": started,
+        "gsi5pk": keys.channel_day_pk(channel, started_at.date(), keys.shard_of(session_id, settings.DYNAMODB_CHANNEL_SHARDS)),
+        "gsi5sk": started,
         "gsi3pk": None,
         "gsi3sk": None,
     }
@@ -75,7 +75,8 @@ def session_start(
         turn_count=0,
         summary_through=0,
         expires_at=started_at + timedelta(days=settings.SESSION_TTL_DAYS),
-        **_session_key_fields(session_id=session_id, customer_id=customer_id, started_at=started_at, status=status),
+        **_session_key_fields(session_id=session_id, customer_id=customer_id, channel=channel, started_at=started_at,
+                               status=status),
     )
     try:
         meta.save(condition=SessionMeta.pk.does_not_exist())
@@ -115,7 +116,8 @@ def _session_set_status(*, session_id: str, status: str) -> tuple[SessionMeta, b
     if meta.status == SessionStatus.CLOSED:
         raise InvalidInput("a closed session cannot change status", field="status")
     actions = [SessionMeta.status.set(status)]
-    fields = _session_key_fields(session_id=session_id, customer_id=meta.customer_id, started_at=meta.started_at, status=status)
+    fields = _session_key_fields(session_id=session_id, customer_id=meta.customer_id, channel=meta.channel,
+                                 started_at=meta.started_at, status=status)
     if fields["gsi3pk"] is None:
         actions += [SessionMeta.gsi3pk.remove(), SessionMeta.gsi3sk.remove(), SessionMeta.closed_at.set(utcnow())]
     else:

@@ -70,6 +70,60 @@ def test_filters_combine(population):
     assert ids == _newest_first(expected)
 
 
+@pytest.mark.parametrize("channel, status", [("web", None), ("app", None), ("web", "closed"), ("app", "active")])
+def test_channel_listing_is_complete_and_ordered(population, channel, status):
+    ids, _ = _walk(channel=channel, status=status, day_from=date(2026, 11, 18), day_to=date(2026, 11, 20), limit=4)
+    assert ids == _newest_first([m for m in population if m.channel == channel and (status is None or m.status == status)])
+
+
+@pytest.fixture
+def queries(monkeypatch):
+    """The index and filter of every Query the listing sends (the real call still runs)."""
+    from pynamodb.connection.base import Connection
+
+    sent, original = [], Connection.query
+
+    def query(self, table_name, hash_key, *args, **kwargs):
+        sent.append((kwargs.get("index_name"), hash_key, kwargs.get("filter_condition")))
+        return original(self, table_name, hash_key, *args, **kwargs)
+
+    monkeypatch.setattr(Connection, "query", query)
+    return sent
+
+
+def test_channel_is_a_key_condition_not_a_filter(population, queries, settings):
+    settings.DYNAMODB_CHANNEL_SHARDS = 4
+    page = selectors.session_list(channel="web", day_from=date(2026, 11, 20), day_to=date(2026, 11, 20), limit=3)
+    assert page.sessions and {m.channel for m in page.sessions} == {"web"}
+    assert {index for index, _, _ in queries} == {"by_channel"}
+    assert all(condition is None for _, _, condition in queries)
+    assert {pk for _, pk, _ in queries} == {keys.channel_day_pk("web", date(2026, 11, 20), shard) for shard in range(4)}
+
+
+def test_filtered_partitions_read_a_larger_first_chunk(ddb, settings, queries):
+    # Nine in ten sessions closed, all in one shard: with the first chunk as large as an
+    # unfiltered one, the filter would leave the page short after one read and need another.
+    settings.DYNAMODB_DAY_SHARDS = 1
+    for n in range(30):
+        meta = make_session(session_id=f"f-{n:02d}", started_at=at("2026-11-19", minute=n))
+        if n % 10:
+            services.session_close(session_id=meta.session_id)
+    page = selectors.session_list(status="closed", day_from=date(2026, 11, 19), day_to=date(2026, 11, 19), limit=10)
+    assert [m.session_id for m in page.sessions] == [f"f-{n:02d}" for n in range(29, -1, -1) if n % 10][:10]
+    assert len(queries) == 1
+
+
+@pytest.mark.parametrize("filters", [{}, {"channel": "web"}, {"status": "active"}, {"customer_id": "alice"}])
+def test_a_session_started_after_a_listing_shows_in_the_next_one(population, filters):
+    # Through DAX, a repeated Query is answered from the query cache, which writes never update.
+    window = {"day_from": date(2026, 11, 18), "day_to": date(2026, 11, 20), "limit": 3}
+    before = selectors.session_list(**window, **filters)
+    newest = make_session(customer_id="alice", channel="web", started_at=at("2026-11-20", minute=500))
+    after = selectors.session_list(**window, **filters)
+    assert newest.session_id not in [m.session_id for m in before.sessions]
+    assert after.sessions[0].session_id == newest.session_id
+
+
 def test_listing_returns_fresh_meta(population):
     target = population[0]
     services.turn_write(session_id=target.session_id, role="user", text="hi", client_msg_id="x1") if target.status != "closed" else None
@@ -113,6 +167,7 @@ def test_empty_listing_is_one_empty_page(ddb):
     ({"day_from": date(2026, 2, 1), "day_to": date(2026, 1, 1)}, "day_from"),
     ({"day_from": date(2024, 1, 1), "day_to": date(2026, 1, 1)}, "day_from"),
     ({"status": "sleeping"}, "status"),
+    ({"channel": "fax"}, "channel"),
     ({"limit": 0}, "limit"),
     ({"customer_id": "bad id"}, "customer_id"),
 ])

@@ -1,15 +1,20 @@
 from django.core.management.base import BaseCommand
+from django.test.utils import override_settings
 
-from sessions_app.services import table_ensure
+from sessions_app.services import BACKFILLED_INDEXES, session_keys_backfill, table_ensure
 
 
 class Command(BaseCommand):
-    help = "Create the DynamoDB table, or add what is missing (indexes, TTL). Safe to run again."
+    help = ("Create the DynamoDB table, or add what is missing (indexes, TTL) and write the new indexes' "
+            "keys on existing sessions. Safe to run again.")
 
     def add_arguments(self, parser):
         parser.add_argument("--table", help="table name (default: settings.DYNAMODB_TABLE)")
+        parser.add_argument("--backfill", action="store_true",
+                            help="write missing index keys on existing sessions even if no index was added "
+                                 "(e.g. to finish a backfill that was interrupted)")
 
-    def handle(self, *args, table=None, **options):
+    def handle(self, *args, table=None, backfill=False, **options):
         report = table_ensure(table_name=table, progress=lambda msg: self.stdout.write(f"  {msg}"))
         if report.changed:
             parts = ["created" if report.created else "updated"]
@@ -20,3 +25,11 @@ class Command(BaseCommand):
             self.stdout.write(self.style.SUCCESS(f"table {report.table_name}: " + "; ".join(parts)))
         else:
             self.stdout.write(f"table {report.table_name}: up to date, nothing changed")
+        # A new index on a table that already holds sessions starts empty for them.
+        if backfill or (not report.created and set(report.indexes_added) & set(BACKFILLED_INDEXES)):
+            with override_settings(DYNAMODB_TABLE=report.table_name):
+                done = session_keys_backfill(progress=lambda day, r: self.stdout.write(
+                    f"  backfill: back to {day}, {r.sessions_updated} of {r.sessions_seen} sessions updated")
+                    if r.days % 30 == 0 else None)
+            self.stdout.write(self.style.SUCCESS(
+                f"index keys backfilled: {done.sessions_updated} of {done.sessions_seen} sessions over {done.days} days"))
