@@ -32,6 +32,13 @@ class SessionNotFound(MangaAssistError):
     http_status = 404
 
 
+class SessionIdTaken(MangaAssistError):
+    """A client-chosen session id that already belongs to another customer's session."""
+
+    code = "session_id_taken"
+    http_status = 409
+
+
 class SessionClosed(MangaAssistError):
     code = "session_closed"
     http_status = 409

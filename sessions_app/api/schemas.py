@@ -39,6 +39,9 @@ class RequestBody(BaseModel):
 
 class SessionStartIn(RequestBody):
     customer_id: Id
+    session_id: Id | None = Field(None, description=(
+        "The caller's own id for the session (default: the server assigns one). A retry with the same id "
+        "and customer answers 200 with the stored session; another customer's id answers 409."))
     channel: Channel
     locale: Locale = "en"
     tags: list[Annotated[str, StringConstraints(min_length=1, max_length=40)]] = Field(default_factory=list, max_length=MAX_TAGS)

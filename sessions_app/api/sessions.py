@@ -23,12 +23,13 @@ router = Router(tags=["sessions"])
 SessionId = Path(..., pattern=ID_PATTERN, description="The session's id.")
 
 
-@router.post("/sessions", auth=WRITE, response={201: SessionOut, **errors(400, 401, 403, 503)})
+@router.post("/sessions", auth=WRITE, response={201: SessionOut, 200: SessionOut, **errors(400, 401, 403, 409, 503)})
 @query_strict()
 def session_start_view(request: HttpRequest, payload: SessionStartIn):
-    """Start a session; the server assigns its ``session_id``."""
-    meta, _created = session_start(**payload.model_dump())
-    return Status(201, session_dict(meta))
+    """Start a session: 201. With a caller-chosen ``session_id``, a retry answers 200 with the
+    session stored the first time; an id another customer's session has answers 409."""
+    meta, created = session_start(**payload.model_dump())
+    return Status(201 if created else 200, session_dict(meta))
 
 
 @router.get("/sessions/{session_id}", auth=READ, response={200: SessionOut, **errors(400, 401, 403, 404, 503)})

@@ -9,7 +9,7 @@ from django.conf import settings
 from pynamodb.exceptions import PutError, UpdateError
 
 from .. import keys
-from ..exceptions import InvalidInput, SessionNotFound
+from ..exceptions import InvalidInput, SessionIdTaken, SessionNotFound
 from ..models import CHANNELS, LOCALES, SessionMeta, SessionStatus
 from .common import utcnow, validate_id
 from .summaries import summary_request
@@ -85,7 +85,7 @@ def session_start(
             raise
         existing = SessionMeta.get(keys.session_pk(session_id), keys.META_SK, consistent_read=True)
         if existing.customer_id != customer_id:
-            raise InvalidInput("session_id is already used by another customer", field="session_id") from None
+            raise SessionIdTaken("session_id is already used by another customer's session", field="session_id") from None
         return existing, False
     return meta, True
 

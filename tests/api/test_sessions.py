@@ -44,6 +44,25 @@ def test_start_session_rejects_bad_fields_by_name(api):
         assert field.split(".")[0] in error["message"]
 
 
+def test_start_session_with_the_callers_id_is_idempotent(api):
+    body = {"customer_id": "cust-7", "channel": "line", "session_id": "bot-conv-0001"}
+    first = api.post("/sessions", body)
+    assert first.status_code == 201 and first.json()["session_id"] == "bot-conv-0001"
+    retry = api.post("/sessions", {**body, "locale": "ja"})
+    assert retry.status_code == 200 and retry.json() == first.json()
+    assert session_get(session_id="bot-conv-0001", consistent=True).locale == "en"
+
+
+def test_start_session_with_another_customers_id_is_a_conflict(api):
+    api.post("/sessions", {"customer_id": "cust-1", "channel": "web", "session_id": "shared-id"})
+    response = api.post("/sessions", {"customer_id": "cust-2", "channel": "web", "session_id": "shared-id"})
+    assert response.status_code == 409
+    assert error_of(response)["code"] == "session_id_taken" and error_of(response)["field"] == "session_id"
+    assert session_get(session_id="shared-id", consistent=True).customer_id == "cust-1"
+    bad = api.post("/sessions", {"customer_id": "cust-2", "channel": "web", "session_id": "no spaces"})
+    assert bad.status_code == 400 and error_of(bad)["field"] == "session_id"
+
+
 def test_get_session(api):
     session_id = start_session(api)
     response = api.get(f"/sessions/{session_id}")
