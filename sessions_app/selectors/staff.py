@@ -17,7 +17,7 @@ import urllib.request
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Callable
 
 from django.conf import settings
 
@@ -40,6 +40,7 @@ from ..services.common import utcnow
 from .listing import MAX_DAYS, session_list
 from .presenters import session_dict, summary_dict, turn_dict
 from .sessions import TurnPage, session_get, session_get_many, summary_latest, turns_page
+from .summaries import BACKLOG_COUNT_CAP, summary_backlog_count
 
 SUMMARY_STATES = ("none", "pending", "fresh", "stale", "failed")
 # Raw ``SessionMeta.summary_state`` values written by the summary service, grouped for staff.
@@ -456,8 +457,9 @@ class Overview:
     turns_per_minute: int | None  # the last complete minute
     sessions_today: int
     rate_limited_10m: int | None
-    summary_backlog: int | None
-    summary_backlog_of: int  # online sessions examined for the backlog
+    summary_backlog: int  # sessions whose turns have waited SUMMARY_IDLE_MINUTES or more for a summary
+    summary_backlog_capped: bool  # the count stopped at BACKLOG_COUNT_CAP
+    summary_backlog_minutes: int
     dax: DaxRatios | None
     context_hit_ratio: float | None
     context_alert: bool
@@ -467,25 +469,39 @@ class Overview:
 
 _count_cache: dict[tuple, tuple[float, int]] = {}
 _count_lock = threading.Lock()
-SESSIONS_TODAY_CACHE_SECONDS = 30.0
+# The overview polls every few seconds in every open browser; each count reads whole index
+# partitions, so a process answers from its last count for this long.
+COUNT_CACHE_SECONDS = 30.0
 
 
-def sessions_today_count(*, day: date | None = None) -> int:
-    """Sessions started on ``day`` (UTC): a Select=COUNT Query per by_day shard.
-
-    Memoised per process for ``SESSIONS_TODAY_CACHE_SECONDS``: the overview polls, and counting
-    a busy day reads the whole day's index partitions."""
-    day = day or utcnow().date()
-    key = (settings.DYNAMODB_TABLE, settings.DYNAMODB_ENDPOINT, day)
+def _memoised_count(what: tuple, count: Callable[[], int]) -> int:
+    key = (settings.DYNAMODB_TABLE, settings.DYNAMODB_ENDPOINT, *what)
     now = time.monotonic()
     with _count_lock:
         hit = _count_cache.get(key)
-        if hit and now - hit[0] < SESSIONS_TODAY_CACHE_SECONDS:
+        if hit and now - hit[0] < COUNT_CACHE_SECONDS:
             return hit[1]
-    total = sum(SessionMeta.by_day.count(keys.day_pk(day, shard)) for shard in range(settings.DYNAMODB_DAY_SHARDS))
+    with dynamo.dax_bypassed():  # DAX's query cache would keep repeating an old count
+        total = count()
     with _count_lock:
         _count_cache[key] = (now, total)
     return total
+
+
+def sessions_today_count(*, day: date | None = None) -> int:
+    """Sessions started on ``day`` (UTC): a Select=COUNT Query per by_day shard (memoised)."""
+    day = day or utcnow().date()
+    return _memoised_count(("today", day), lambda: sum(
+        SessionMeta.by_day.count(keys.day_pk(day, shard)) for shard in range(settings.DYNAMODB_DAY_SHARDS)))
+
+
+def summary_backlog() -> tuple[int, bool]:
+    """Sessions whose turns have waited ``SUMMARY_IDLE_MINUTES`` or more for a summary (the
+    sweep's own threshold), table-wide, and whether the count stopped at its cap (memoised)."""
+    minute = utcnow().replace(second=0, microsecond=0)
+    waiting_since = minute - timedelta(minutes=settings.SUMMARY_IDLE_MINUTES)
+    total = _memoised_count(("backlog", minute), lambda: summary_backlog_count(waiting_since=waiting_since))
+    return total, total >= BACKLOG_COUNT_CAP
 
 
 def dax_cache_ratios(*, url: str | None = None, timeout: float = 0.5) -> DaxRatios | None:
@@ -510,22 +526,6 @@ def dax_cache_ratios(*, url: str | None = None, timeout: float = 0.5) -> DaxRati
                      query_hit_ratio=ratio("QueryCacheHits", "QueryCacheMisses"))
 
 
-def _summary_backlog() -> tuple[int | None, int]:
-    """Online sessions whose summary is pending or at least SUMMARY_EVERY_N_TURNS turns behind.
-
-    Bounded to the online set: counting across all sessions would need a Scan."""
-    ids = presence_online(limit=ONLINE_MAX)
-    if ids is None:
-        return None, 0
-    metas = session_get_many(session_ids=ids)
-    due = settings.SUMMARY_EVERY_N_TURNS
-    backlog = sum(
-        1 for m in metas
-        if summary_state_of(meta=m) == "pending" or int(m.turn_count or 0) - int(m.summary_through or 0) >= due
-    )
-    return backlog, len(metas)
-
-
 def overview_metrics() -> Overview:
     """The overview's numbers and chart series, each from its own source (see the template)."""
     with _Timer(SOURCE_REDIS):
@@ -533,7 +533,7 @@ def overview_metrics() -> Overview:
         rate = rate_limit_stats(minutes=15)
         cache = context_cache_stats(minutes=15)
         hit_ratio = context_cache_hit_ratio(minutes=15)
-    backlog, backlog_of = _summary_backlog()
+    backlog, backlog_capped = summary_backlog()
     stats = dynamo.path_stats()
     with _redis_lock:
         redis_row = LatencyRow("Redis", _redis_stats.calls, _redis_stats.quantile_ms(0.5), _redis_stats.quantile_ms(0.95))
@@ -557,7 +557,8 @@ def overview_metrics() -> Overview:
         sessions_today=sessions_today_count(),
         rate_limited_10m=sum(m.denied for m in rate[:10]) if rate is not None else None,
         summary_backlog=backlog,
-        summary_backlog_of=backlog_of,
+        summary_backlog_capped=backlog_capped,
+        summary_backlog_minutes=settings.SUMMARY_IDLE_MINUTES,
         dax=dax_cache_ratios(),
         context_hit_ratio=hit_ratio,
         context_alert=hit_ratio is not None and hit_ratio < CONTEXT_CACHE_ALERT_BELOW,

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 
-from .. import keys
+from .. import dynamo, keys
 from ..models import SessionMeta
 from ..services.common import utcnow
 
@@ -94,6 +94,26 @@ def summary_due_candidates(*, marked_before: datetime, limit: int = 1000) -> lis
         return []
     metas = SessionMeta.batch_get([(pk, keys.META_SK) for pk in pks], consistent_read=True)
     return sorted(metas, key=lambda m: m.session_id)
+
+
+BACKLOG_COUNT_CAP = 10_000
+
+
+def summary_backlog_count(*, waiting_since: datetime, cap: int = BACKLOG_COUNT_CAP) -> int:
+    """Sessions with turns left unsummarised since before ``waiting_since``, across the whole
+    table: one Select=COUNT Query per shard of the sparse, keys-only summary_due index.
+
+    Stops at ``cap``: a backlog that large is an alarm, not a number worth reading exactly.
+    Straight to DynamoDB, since DAX's query cache would keep repeating an old count."""
+    cutoff = keys.ts_str(waiting_since)
+    total = 0
+    with dynamo.dax_bypassed():
+        for shard in range(settings.SUMMARY_DUE_SHARDS):
+            total += SessionMeta.summary_due.count(keys.due_pk(shard), SessionMeta.summary_due_sk < cutoff,
+                                                   limit=cap - total)
+            if total >= cap:
+                return cap
+    return total
 
 
 def sessions_due(*, now: datetime | None = None, idle_minutes: int | None = None, limit: int = 1000) -> list[SessionMeta]:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from django.urls import reverse
 
-from sessions_app import services
+from datetime import timedelta
+
+from sessions_app import keys, services
+from sessions_app.services.common import utcnow
 from sessions_app.realtime import context_cache_get, presence_heartbeat, rate_limit_hit
 from sessions_app.selectors.sessions import session_get
 from tests.builders import make_session
@@ -36,20 +39,42 @@ def test_overview_shows_live_numbers(console, viewer_client, settings):
     settings.DAX_STATS_URL = None
     a = make_session(turns=12)
     make_session(turns=1)
+    # Waiting for a summary since the sweep's threshold: counted, online or not.
+    waited = make_session(turns=2, started_at=utcnow() - timedelta(minutes=settings.SUMMARY_IDLE_MINUTES + 5))
+    _backdate_due_marker(waited, minutes=settings.SUMMARY_IDLE_MINUTES + 4)
     presence_heartbeat(session_id=a.session_id)
     for _ in range(3):
         rate_limit_hit(customer_id="cust-r", limit=2)
     context_cache_get(session_id=a.session_id, variant="t20")  # one miss: ratio 0 % → alert band
     body = viewer_client.get(reverse("dashboard:overview")).content.decode()
     assert 'data-metric="online">1<' in body
-    assert 'data-metric="today">2<' in body
+    assert 'data-metric="today">3<' in body
     assert 'data-metric="denied">1<' in body
-    assert 'data-metric="backlog">1<' in body  # 12 turns, no summary, online
+    assert 'data-metric="backlog">1<' in body
     assert 'data-metric="dax-item">n/a<' in body
     assert 'data-alert="on"' in body and "0.0 %" in body
     assert 'id="overview-series"' in body and "/static/dashboard/vendor/chart-4.6.1.umd.min.js" in body
     partial = viewer_client.get(reverse("dashboard:overview_metrics"), HTTP_HX_REQUEST="true").content.decode()
     assert "<html" not in partial and 'data-metric="online">1<' in partial
+
+
+def _backdate_due_marker(meta, *, minutes):
+    from sessions_app.models import SessionMeta
+
+    stored = SessionMeta.get(meta.pk, meta.sk, consistent_read=True)
+    stored.update(actions=[SessionMeta.summary_due_sk.set(keys.ts_str(utcnow() - timedelta(minutes=minutes)))])
+
+
+def test_summary_backlog_counts_the_whole_table_and_stops_at_its_cap(console, settings):
+    from sessions_app.selectors.summaries import summary_backlog_count
+
+    settings.SUMMARY_DUE_SHARDS = 3
+    for n in range(7):
+        _backdate_due_marker(make_session(turns=1), minutes=30)
+    make_session(turns=1)  # waiting for a moment only
+    since = utcnow() - timedelta(minutes=15)
+    assert summary_backlog_count(waiting_since=since) == 7
+    assert summary_backlog_count(waiting_since=since, cap=5) == 5
 
 
 def test_overview_reads_dax_hit_ratios_from_the_stats_endpoint(through_dax, viewer_client):
