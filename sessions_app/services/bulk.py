@@ -1,14 +1,20 @@
-"""Bulk loading of whole sessions (demo data, benchmarks, imports): parallel BatchWriteItem.
+"""Bulk loading of whole sessions (demo data, benchmarks, imports): parallel, fully packed
+BatchWriteItem requests.
 
 Not the live write path: it bypasses the per-turn transaction because each session is written
-by one loader that owns it. Turns go first and META last, so a session that is visible in any
-listing always has all of its turns.
+by one loader that owns it. A session's META is sent only after every request holding its turns
+and client-message-id markers has completed, so a session that is visible in any listing (all of
+them go through META's indexes) always has all of its turns. Requests carry items of many
+sessions, because at one or two items per request the loader's time went to per-request overhead.
 """
 
 from __future__ import annotations
 
+import random
+import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable, Iterable
@@ -16,9 +22,18 @@ from typing import Callable, Iterable
 from django.conf import settings
 
 from .. import dynamo, keys
+from ..exceptions import StoreUnavailable
 from ..models import ChatItem, ClientMessageMarker, SessionMeta, SessionStatus, Turn
 from ..selectors.summaries import summary_due_pk
 from .sessions import _session_key_fields
+
+# https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchWriteItem.html
+BATCH_WRITE_MAX_ITEMS = 25
+# Unprocessed items are resent with capped, fully jittered exponential backoff (as the page above
+# asks); a batch gives up only after this many rounds in a row in which nothing at all was written.
+_MAX_STALLED_ROUNDS = 10
+_BACKOFF_BASE_SECONDS = 0.05
+_BACKOFF_CAP_SECONDS = 5.0
 
 
 @dataclass
@@ -52,7 +67,8 @@ def _items_for(spec: SessionSpec) -> tuple[list[ChatItem], SessionMeta]:
         locale=spec.locale, status=spec.status, tags=list(spec.tags), started_at=spec.started_at,
         last_message_at=moment if spec.turns else None, closed_at=moment if closed else None,
         turn_count=len(spec.turns), summary_through=0, expires_at=expires,
-        **_session_key_fields(session_id=session_id, customer_id=spec.customer_id, started_at=spec.started_at, status=spec.status),
+        **_session_key_fields(session_id=session_id, customer_id=spec.customer_id, channel=spec.channel,
+                               started_at=spec.started_at, status=spec.status),
     )
     if spec.turns:
         # Unsummarised since its first turn: the summary sweep will find it (as after live appends).
@@ -61,29 +77,147 @@ def _items_for(spec: SessionSpec) -> tuple[list[ChatItem], SessionMeta]:
     return items, meta
 
 
-def _write(items: list[ChatItem]) -> None:
-    with ChatItem.batch_write() as batch:  # retries unprocessed items itself
+def _batch_write(items: list[ChatItem]) -> None:
+    """One BatchWriteItem, then its UnprocessedItems again until none is left.
+
+    Runs in a pool thread: the DAX bypass is per thread, so it is switched on here.
+    """
+    connection = ChatItem._get_connection()
+    table = ChatItem.Meta.table_name
+    puts = [item.serialize() for item in items]  # here, not in the caller, whose thread paces the load
+    stalled = 0
+    with dynamo.dax_bypassed():
+        while True:
+            data = connection.batch_write_item(put_items=puts) or {}
+            unprocessed = data.get("UnprocessedItems", {}).get(table)
+            if not unprocessed:
+                return
+            stalled = stalled + 1 if len(unprocessed) == len(puts) else 0
+            if stalled >= _MAX_STALLED_ROUNDS:
+                raise StoreUnavailable(
+                    f"BatchWriteItem left {len(unprocessed)} items unprocessed {stalled} times in a row")
+            puts = [request["PutRequest"]["Item"] for request in unprocessed]
+            time.sleep(random.uniform(0, min(_BACKOFF_CAP_SECONDS, _BACKOFF_BASE_SECONDS * 2 ** stalled)))
+
+
+@dataclass(eq=False)  # identity, not value: sessions are kept in sets
+class _Session:
+    meta: SessionMeta
+    turns: int
+    unwritten_batches: int = 0  # sent or still filling, holding this session's turns or markers
+    packed: bool = False  # all of its turns and markers are in batches
+
+
+@dataclass
+class _Batch:
+    items: list[ChatItem] = field(default_factory=list)
+    keys: set[tuple[str, str]] = field(default_factory=set)
+    owners: set[_Session] = field(default_factory=set)  # sessions with turns or markers here
+    metas: list[_Session] = field(default_factory=list)  # sessions whose META is here
+
+
+class _Loader:
+    """Packs items into batches and tracks which METAs may go. Used from the caller's thread
+    only, so none of its state needs a lock; pool threads only write batches."""
+
+    def __init__(self, pool: ThreadPoolExecutor, *, threads: int, progress: Callable[[int, int], None]):
+        self.pool = pool
+        self.threads = threads
+        # A queued batch per worker keeps the workers busy while this thread packs, and bounds memory.
+        self.max_in_flight = 2 * threads
+        self.progress = progress
+        self.filling = _Batch()
+        self.in_flight: dict[Future, _Batch] = {}
+        self.ready: deque[_Session] = deque()  # METAs free to send
+        self.sessions = self.turns = 0
+
+    def add(self, spec: SessionSpec) -> None:
+        items, meta = _items_for(spec)
+        session = _Session(meta, len(spec.turns))
         for item in items:
-            batch.save(item)
+            self._put(item, owner=session)
+        session.packed = True
+        if session.unwritten_batches == 0:  # no turns, or all of them already written
+            self.ready.append(session)
+        self._pack_ready()
+
+    def finish(self) -> None:
+        self._pack_ready()
+        while self.filling.items or self.in_flight:
+            # Only the tail sends part-filled batches, and only to a worker that would sit idle.
+            if self.filling.items and len(self.in_flight) < self.threads:
+                self._send()
+            else:
+                self._reap(block=True)
+            self._pack_ready()
+
+    def _pack_ready(self) -> None:
+        # Draining here, not in _reap, keeps _put → _send → _reap from recursing into _put.
+        while self.ready:
+            session = self.ready.popleft()
+            self._put(session.meta, meta_of=session)
+
+    def _put(self, item: ChatItem, *, owner: _Session | None = None, meta_of: _Session | None = None) -> None:
+        key = (item.pk, item.sk)
+        if key in self.filling.keys:  # DynamoDB refuses a request naming one key twice
+            self._send()
+        batch = self.filling
+        batch.items.append(item)
+        batch.keys.add(key)
+        if owner is not None and owner not in batch.owners:
+            batch.owners.add(owner)
+            owner.unwritten_batches += 1
+        if meta_of is not None:
+            batch.metas.append(meta_of)
+        if len(batch.items) == BATCH_WRITE_MAX_ITEMS:
+            self._send()
+
+    def _send(self) -> None:
+        batch, self.filling = self.filling, _Batch()
+        self._reap(block=False)
+        while len(self.in_flight) >= self.max_in_flight:
+            self._reap(block=True)
+        self.in_flight[self.pool.submit(_batch_write, batch.items)] = batch
+
+    def _reap(self, *, block: bool) -> None:
+        if not self.in_flight:
+            return
+        done, _ = wait(self.in_flight, timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        metas_written = False
+        for future in done:
+            batch = self.in_flight.pop(future)
+            future.result()  # a worker's exception is raised here, in the caller's thread
+            for session in batch.owners:
+                session.unwritten_batches -= 1
+                if session.unwritten_batches == 0 and session.packed:
+                    self.ready.append(session)
+            for session in batch.metas:
+                self.sessions += 1
+                self.turns += session.turns
+                metas_written = True
+        if metas_written:
+            self.progress(self.sessions, self.turns)
 
 
 def sessions_bulk_load(*, specs: Iterable[SessionSpec], threads: int = 8,
                        progress: Callable[[int, int], None] = lambda sessions, turns: None) -> tuple[int, int]:
-    """Write whole sessions with parallel batch writes. Returns (sessions, turns) written.
+    """Write whole sessions with parallel, fully packed batch writes. Returns (sessions, turns)
+    written.
 
-    ``progress(sessions_done, turns_done)`` is called after each session, from the caller's thread.
+    Writes go straight to DynamoDB, never through DAX. ``specs`` is consumed lazily and at most
+    ``2 * threads`` batches are in flight, so memory stays bounded for any number of sessions.
+    Items are plain puts: loading a spec with the same ``session_id`` again overwrites the same
+    items. ``progress(sessions_done, turns_done)`` is called from the caller's thread whenever
+    more METAs have been written, counting the sessions those METAs complete. The first error
+    (from ``specs`` or from a write) is raised after the batches already running have finished;
+    batches not yet started are dropped, and METAs of sessions with unwritten turns are never sent.
     """
-    def load(spec: SessionSpec) -> int:
-        items, meta = _items_for(spec)
-        with dynamo.dax_bypassed():
-            _write(items)
-            _write([meta])
-        return len(spec.turns)
-
-    sessions = turns = 0
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        for count in pool.map(load, specs):
-            sessions += 1
-            turns += count
-            progress(sessions, turns)
-    return sessions, turns
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sessions-bulk-load")
+    try:
+        loader = _Loader(pool, threads=threads, progress=progress)
+        for spec in specs:
+            loader.add(spec)
+        loader.finish()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return loader.sessions, loader.turns
