@@ -31,6 +31,7 @@ from ..realtime import (
     context_cache_hit_ratio,
     context_cache_stats,
     presence_get,
+    presence_get_many,
     presence_online,
     presence_online_count,
     rate_limit_peek,
@@ -148,14 +149,14 @@ def _summaries_for(metas: list[SessionMeta]) -> dict[str, Summary]:
 
 def _rows(metas: list[SessionMeta]) -> list[SessionRow]:
     summaries = _summaries_for(metas)
+    with _Timer(SOURCE_REDIS):
+        presences = presence_get_many(session_ids=[meta.session_id for meta in metas])
     rows = []
     for meta in metas:
-        with _Timer(SOURCE_REDIS):
-            presence = presence_get(session_id=meta.session_id)
         summary = summaries.get(meta.session_id)
         rows.append(SessionRow(
             meta=meta,
-            presence=presence,
+            presence=presences[meta.session_id],
             summary_state=summary_state_of(meta=meta),
             summary_snippet=summary.text[:140] if summary else None,
         ))

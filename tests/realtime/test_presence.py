@@ -3,6 +3,7 @@ import time
 from sessions_app.realtime import (
     presence_clear,
     presence_get,
+    presence_get_many,
     presence_heartbeat,
     presence_online,
     presence_online_count,
@@ -26,6 +27,25 @@ def test_heartbeat_without_connection_id_keeps_the_known_one(rt):
     presence_heartbeat(session_id="s1", connection_id="conn-1")
     presence_heartbeat(session_id="s1")
     assert presence_get(session_id="s1").connection_id == "conn-1"
+
+
+def _scripts_run(rt) -> int:
+    stats = rt.info("commandstats")
+    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("eval", "evalsha"))
+
+
+def test_many_sessions_in_one_round_trip_each_with_its_own_state(rt):
+    presence_heartbeat(session_id="a", connection_id="conn-a")
+    presence_heartbeat(session_id="c")
+    presence_get_many(session_ids=["x"])  # the script is loaded from here on
+    before = _scripts_run(rt)
+    got = presence_get_many(session_ids=["a", "b", "c", "a"])
+    assert _scripts_run(rt) - before == 1
+    assert list(got) == ["a", "b", "c"]
+    assert (got["a"].state, got["a"].connection_id) == ("online", "conn-a")
+    assert (got["b"].state, got["b"].connection_id) == ("offline", None)
+    assert (got["c"].state, got["c"].connection_id) == ("online", None)
+    assert presence_get_many(session_ids=[]) == {}
 
 
 def test_online_lists_most_recent_heartbeat_first_and_counts(rt):

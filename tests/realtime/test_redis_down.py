@@ -21,6 +21,7 @@ from sessions_app.realtime import (
     degraded_events,
     presence_clear,
     presence_get,
+    presence_get_many,
     presence_heartbeat,
     presence_online,
     presence_online_count,
@@ -47,6 +48,7 @@ def _assert_everything_degrades():
 
     assert presence_heartbeat(session_id="s1") is False
     assert presence_get(session_id="s1").state == "unknown"
+    assert {p.state for p in presence_get_many(session_ids=["s1", "s2"]).values()} == {"unknown"}
     assert presence_online() is None
     assert presence_online_count() is None
     assert presence_clear(session_id="s1") is False
