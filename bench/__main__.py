@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -39,7 +40,7 @@ SIZES = {
                   rate_rounds=3, rate_seconds=1.0, summaries_sessions=2, summaries_samples=5),
     "full": dict(context_sessions=200, context_rounds=3, ceiling_concurrency=8, ceiling_rounds=5, ceiling_seconds=3.0,
                  append_sessions=200, append_rounds=3, append_seconds=3.0, append_tx=200,
-                 staff_small=10_000, staff_large=100_000, staff_turns=10, staff_big=10_000, staff_rounds=30,
+                 staff_small=10_000, staff_large=100_000, staff_turns=10, staff_big=10_000, staff_rounds=100,
                  rate_rounds=5, rate_seconds=2.0, summaries_sessions=10, summaries_samples=30),
 }
 
@@ -133,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
                      "mode": "quick" if args.quick else "full", "sizes": sizes, "machine": machine_info(),
                      "scenarios": {}, "errors": {}}
     stack = Stack(ddb_dir=args.ddb_dir, keep_logs=args.keep_logs)
+    # A kill (or a CI timeout) must still stop the servers the stack started, in the finally below.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         stack.start()
         stack.django_setup()
