@@ -47,3 +47,15 @@ def test_decorator_form(rt):
     with pytest.raises(RedisUnavailable):
         boom()
     assert degraded_events() == {"decorated": 1}
+
+
+def test_replies_are_parsed_by_hiredis(rt):
+    # The hot path's cost is mostly one reply parsed per request; the pure-Python parser is a
+    # silent fallback when hiredis is missing from the environment.
+    from redis._parsers import _HiredisParser
+
+    connection = redis_connection().connection_pool.get_connection()
+    try:
+        assert isinstance(connection._parser, _HiredisParser)
+    finally:
+        redis_connection().connection_pool.release(connection)
