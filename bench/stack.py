@@ -173,7 +173,7 @@ class Stack:
             env["BENCH_COUNTERS_DIR"] = counters_dir
         args = [sys.executable, "-m", "gunicorn", "mangaassist.wsgi:application", "--bind", f"127.0.0.1:{port}",
                 "--workers", str(WEB_CONCURRENCY), "--timeout", "30", "--backlog", "2048"]
-        proc = procs._spawn(args, self.work / f"gunicorn-{name}.log", cwd=ROOT, env=env)
+        proc = procs.spawn(args, self.work / f"gunicorn-{name}.log", cwd=ROOT, env=env)
         self.started.append((f"gunicorn {name}", proc))
         server = Server(name=name, port=port, proc=proc, counters_dir=counters_dir)
         self.servers[name] = server

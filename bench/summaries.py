@@ -19,7 +19,6 @@ import argparse
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -83,10 +82,11 @@ def main() -> None:
     worker = None
     try:
         table_ensure(table_name=table)
-        worker = subprocess.Popen(
+        # In its own process group (procs.spawn), so procs.stop below can take it down.
+        worker = procs.spawn(
             [str(Path(sys.executable).with_name("celery")), "-A", "mangaassist", "worker", "--pool=solo",
              "--without-mingle", "--without-gossip", "--without-heartbeat", "--loglevel=WARNING"],
-            cwd=ROOT, env=os.environ.copy(), stdout=(work / "worker.log").open("wb"), stderr=subprocess.STDOUT,
+            work / "worker.log", cwd=ROOT, env=os.environ.copy(),
         )
         started = datetime.now(timezone.utc) - timedelta(hours=1)
 

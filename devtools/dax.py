@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Iterable
 
-from devtools.procs import ROOT, _spawn, stop, wait_for_port
+from devtools.procs import ROOT, spawn, stop, wait_for_port
 
 __all__ = ["start_dax_node", "stop"]
 
@@ -23,7 +23,7 @@ def start_dax_node(port: int, *, dynamodb_endpoint: str, stats_port: int | None 
     if stats_port is not None:
         args += ["--stats-port", str(stats_port)]
     args += list(extra_args)
-    proc = _spawn(args, log, cwd=ROOT)
+    proc = spawn(args, log, cwd=ROOT)
     wait_for_port("127.0.0.1", port, timeout=30, proc=proc, name="DAX node")
     if stats_port is not None:
         wait_for_port("127.0.0.1", stats_port, timeout=10, proc=proc, name="DAX node stats")

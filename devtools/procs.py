@@ -96,7 +96,7 @@ def start_dynamodb_local(port: int, *, db_path: Path | None = None, log: Path | 
         db_path = db_path.resolve()  # DynamoDB Local runs from its own folder
         db_path.mkdir(parents=True, exist_ok=True)
         args += ["-dbPath", str(db_path)]
-    proc = _spawn(args, log, cwd=home)
+    proc = spawn(args, log, cwd=home)
     wait_for_port("127.0.0.1", port, timeout=60, proc=proc, name="DynamoDB Local")
     return proc
 
@@ -106,12 +106,12 @@ def start_redis(port: int, *, log: Path | None = None) -> subprocess.Popen:
     if server is None:
         raise StackError("redis-server is missing (apt-get install redis-server)")
     args = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"]
-    proc = _spawn(args, log)
+    proc = spawn(args, log)
     wait_for_port("127.0.0.1", port, timeout=20, proc=proc, name="redis-server")
     return proc
 
 
-def _spawn(args: list[str], log: Path | None, **kwargs) -> subprocess.Popen:
+def spawn(args: list[str], log: Path | None, **kwargs) -> subprocess.Popen:
     out = open(log, "ab") if log else subprocess.DEVNULL
     # A new process group lets stop() take down the process and anything it forked.
     return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, **kwargs)

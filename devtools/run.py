@@ -153,17 +153,17 @@ def main() -> int:
         _manage(env, "seed_demo")
 
         _say("starting Celery worker and beat")
-        started.append(("celery worker", procs._spawn(
+        started.append(("celery worker", procs.spawn(
             [PY, "-m", "celery", "-A", "mangaassist", "worker", "--loglevel", "INFO", "--concurrency", "2"],
             LOGS / "celery-worker.log", cwd=ROOT, env=env)))
-        started.append(("celery beat", procs._spawn(
+        started.append(("celery beat", procs.spawn(
             [PY, "-m", "celery", "-A", "mangaassist", "beat", "--loglevel", "INFO",
              "--schedule", str(procs.LOCAL_DIR / "celerybeat-schedule")],
             LOGS / "celery-beat.log", cwd=ROOT, env=env)))
 
         port = env["PORT"]
         _say(f"starting gunicorn on http://127.0.0.1:{port}")
-        started.append(("gunicorn", procs._spawn(
+        started.append(("gunicorn", procs.spawn(
             [PY, "-m", "gunicorn", "mangaassist.wsgi:application", "--bind", f"127.0.0.1:{port}",
              "--workers", env.get("WEB_CONCURRENCY", "3"), "--access-logfile", "-", "--timeout", "30"],
             LOGS / "gunicorn.log", cwd=ROOT, env=env)))

@@ -252,7 +252,7 @@ def test_management_command_runs_the_node(infra, tmp_path, composite_table, uid)
     import urllib.request
 
     port, stats_port = procs.free_port(), procs.free_port()
-    proc = procs._spawn([sys.executable, "manage.py", "run_dax_node", "--port", str(port), "--dynamodb-endpoint",
+    proc = procs.spawn([sys.executable, "manage.py", "run_dax_node", "--port", str(port), "--dynamodb-endpoint",
                          infra["dynamodb_endpoint"], "--stats-port", str(stats_port), "--query-ttl-millis", "0"],
                         tmp_path / "command.log", cwd=procs.ROOT)
     try:
