@@ -29,20 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.data import turns  # noqa: E402  (the same chat lines as every other bench data set)
 from devtools import procs  # noqa: E402
-
-LINES = [
-    ("user", "Hi, I finished Chainsaw Man vol. {n} — can you recommend something similar?"),
-    ("assistant", "If you liked it, I recommend Dandadan vol. 1 and Jujutsu Kaisen vol. {n}; both are in stock."),
-    ("user", "Please add Frieren volumes 1-3 to my cart. Is One Piece {n} out yet?"),
-    ("assistant", "I've added Frieren vols 1 to 3 to your cart. One Piece vol. {n} releases next month; you can pre-order it."),
-    ("user", "My order of Blue Lock vol. {n} still hasn't arrived."),
-    ("assistant", "Sorry about that — I'll check the tracking and get back to you."),
-]
-
-
-def _turns(count: int) -> list[tuple[str, str]]:
-    return [(LINES[i % len(LINES)][0], LINES[i % len(LINES)][1].format(n=1 + i % 40)) for i in range(count)]
 
 
 def main() -> None:
@@ -103,14 +91,14 @@ def main() -> None:
 
         # Warm-up: the worker imports Django and connects before the clock starts.
         warm = [uuid.uuid4().hex]
-        sessions_bulk_load(specs=[SessionSpec("bench", "web", started, _turns(4), session_id=warm[0])])
+        sessions_bulk_load(specs=[SessionSpec("bench", "web", started, turns(4), session_id=warm[0])])
         app.send_task(TASK_NAME, args=warm)
         wait_all(warm, 4, timeout=120)
 
         print(f"{'turns/session':>14} {'sessions':>9} {'seconds':>9} {'summaries/min':>14}")
         for size in (20, 100, 500):
             ids = [uuid.uuid4().hex for _ in range(args.sessions)]
-            sessions_bulk_load(specs=[SessionSpec(f"bench-{size}", "web", started, _turns(size), session_id=i) for i in ids])
+            sessions_bulk_load(specs=[SessionSpec(f"bench-{size}", "web", started, turns(size), session_id=i) for i in ids])
             t0 = time.perf_counter()
             for i in ids:
                 app.send_task(TASK_NAME, args=[i])
@@ -120,7 +108,7 @@ def main() -> None:
 
         n = settings.SUMMARY_EVERY_N_TURNS
         ids = [uuid.uuid4().hex for _ in range(args.samples)]
-        sessions_bulk_load(specs=[SessionSpec("bench-lat", "web", started, _turns(n - 1), session_id=i) for i in ids])
+        sessions_bulk_load(specs=[SessionSpec("bench-lat", "web", started, turns(n - 1), session_id=i) for i in ids])
         latencies = []
         for i in ids:
             turn_append(session_id=i, role="user", text="One more question about Frieren vol. 4?", client_msg_id=uuid.uuid4().hex)
