@@ -482,8 +482,7 @@ def _memoised_count(what: tuple, count: Callable[[], int]) -> int:
         hit = _count_cache.get(key)
         if hit and now - hit[0] < COUNT_CACHE_SECONDS:
             return hit[1]
-    with dynamo.dax_bypassed():  # DAX's query cache would keep repeating an old count
-        total = count()
+    total = count()
     with _count_lock:
         _count_cache[key] = (now, total)
     return total
@@ -492,8 +491,12 @@ def _memoised_count(what: tuple, count: Callable[[], int]) -> int:
 def sessions_today_count(*, day: date | None = None) -> int:
     """Sessions started on ``day`` (UTC): a Select=COUNT Query per by_day shard (memoised)."""
     day = day or utcnow().date()
-    return _memoised_count(("today", day), lambda: sum(
-        SessionMeta.by_day.count(keys.day_pk(day, shard)) for shard in range(settings.DYNAMODB_DAY_SHARDS)))
+
+    def count() -> int:
+        with dynamo.dax_bypassed():  # DAX's query cache would keep repeating an old count
+            return sum(SessionMeta.by_day.count(keys.day_pk(day, shard)) for shard in range(settings.DYNAMODB_DAY_SHARDS))
+
+    return _memoised_count(("today", day), count)
 
 
 def summary_backlog() -> tuple[int, bool]:

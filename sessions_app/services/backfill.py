@@ -58,26 +58,22 @@ def session_keys_backfill(*, day_from: date | None = None, day_to: date | None =
 
 def _backfill_partition(partition: tuple[date, int]) -> tuple[int, int]:
     day, shard = partition
+    seen = updated = 0
     # Straight to DynamoDB: a migration's reads would only crowd DAX's caches.
     with dynamo.dax_bypassed():
-        return _backfill_items(SessionMeta.by_day.query(keys.day_pk(day, shard)))
-
-
-def _backfill_items(indexed_sessions) -> tuple[int, int]:
-    seen = updated = 0
-    for indexed in indexed_sessions:
-        seen += 1
-        fields = _session_key_fields(session_id=indexed.session_id, customer_id=indexed.customer_id,
-                                     channel=indexed.channel, started_at=indexed.started_at, status=indexed.status)
-        target = SessionMeta(keys.session_pk(indexed.session_id), keys.META_SK)
-        try:
-            target.update(
-                actions=[getattr(SessionMeta, name).set(fields[name]) for name in _BACKFILLED],
-                condition=SessionMeta.pk.exists() & SessionMeta.gsi5pk.does_not_exist(),
-            )
-        except UpdateError as exc:
-            if exc.cause_response_code != "ConditionalCheckFailedException":
-                raise
-            continue
-        updated += 1
+        for indexed in SessionMeta.by_day.query(keys.day_pk(day, shard)):
+            seen += 1
+            fields = _session_key_fields(session_id=indexed.session_id, customer_id=indexed.customer_id,
+                                         channel=indexed.channel, started_at=indexed.started_at, status=indexed.status)
+            target = SessionMeta(keys.session_pk(indexed.session_id), keys.META_SK)
+            try:
+                target.update(
+                    actions=[getattr(SessionMeta, name).set(fields[name]) for name in _BACKFILLED],
+                    condition=SessionMeta.pk.exists() & SessionMeta.gsi5pk.does_not_exist(),
+                )
+            except UpdateError as exc:
+                if exc.cause_response_code != "ConditionalCheckFailedException":
+                    raise
+                continue
+            updated += 1
     return seen, updated
