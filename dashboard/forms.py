@@ -5,12 +5,13 @@ from __future__ import annotations
 from django import forms
 from django.core.validators import RegexValidator
 
+from sessions_app.ids import ID_PATTERN, ID_RULE
 from sessions_app.models import SessionStatus
 from sessions_app.selectors.staff import SUMMARY_STATES
 from sessions_app.services.sessions import CHANNELS
 
-# Same alphabet as sessions_app.services.common.validate_id: ids become DynamoDB and Redis keys.
-ID_VALIDATOR = RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$", "letters, digits and . _ : @ - only")
+# The alphabet of sessions_app.ids: ids become DynamoDB and Redis keys.
+ID_VALIDATOR = RegexValidator(ID_PATTERN, ID_RULE)
 
 
 def _choices(values) -> list[tuple[str, str]]:

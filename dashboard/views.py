@@ -17,7 +17,7 @@ from sessions_app.exceptions import InvalidInput
 from sessions_app.selectors import staff as staff_selectors
 from sessions_app.selectors.sessions import session_get
 from sessions_app.services import staff as staff_services
-from sessions_app.services.common import validate_id
+from sessions_app.ids import validate_id
 
 from .access import OPERATE, VIEW, console_view, object_check
 from .forms import DeleteConfirmForm, SessionFilterForm

@@ -73,7 +73,7 @@ from .models import AuditLog  # noqa: E402
 from .selectors import staff as staff_selectors  # noqa: E402
 from .selectors.sessions import session_get  # noqa: E402
 from .services import staff as staff_services  # noqa: E402
-from .services.common import validate_id  # noqa: E402
+from .ids import validate_id  # noqa: E402
 
 PERM_VIEW = "sessions_app.view_chat_sessions"
 PERM_OPERATE = "sessions_app.operate_chat_sessions"

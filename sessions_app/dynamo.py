@@ -412,10 +412,9 @@ def table_connection(*, table_name: str, meta_table: MetaTable) -> TableConnecti
 
 
 def reset_connections() -> None:
-    """Forget cached connections (tests switch endpoints and tables; settings changes)."""
+    """Forget cached connections (tests switch endpoints and tables; settings changes). Models
+    notice on their next call: each rebuilds its TableConnection when :func:`connection` returns
+    a different object (``ChatItem._get_connection``)."""
     with _connections_lock:
         _connections.clear()
     dax_close()
-    from . import models
-
-    models.reset_connections()

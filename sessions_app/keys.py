@@ -114,6 +114,11 @@ def due_pk(shard: int) -> str:
     return f"{DUE_PREFIX}{shard}"
 
 
+def summary_due_pk(session_id: str, shards: int) -> str:
+    """The summary_due partition a session's META goes to (``shards``: SUMMARY_DUE_SHARDS)."""
+    return due_pk(shard_of(session_id, shards))
+
+
 def started_sk(started_at: datetime, session_id: str) -> str:
     """Sort key of the session indexes: start time, then id as a tie-breaker."""
     return f"{ts_str(started_at)}#{session_id}"

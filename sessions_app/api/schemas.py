@@ -8,12 +8,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
+from ..ids import ID_PATTERN
 from ..services.sessions import CHANNELS, LOCALES, MAX_TAGS
 from ..services.turns import ROLES
 
-# The same alphabet services.common.validate_id enforces; stating it here puts it in the
-# OpenAPI document, so clients (and schemathesis) know a valid id before they send one.
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+# The alphabet sessions_app.ids enforces, stated in the OpenAPI document too, so clients (and
+# schemathesis) know a valid id before they send one.
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 
 Channel = Literal[CHANNELS]  # type: ignore[valid-type]

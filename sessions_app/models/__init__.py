@@ -11,7 +11,6 @@ from .table import (
     SessionStatus,
     Summary,
     Turn,
-    reset_connections,
 )
 
 __all__ = [
@@ -26,5 +25,4 @@ __all__ = [
     "SessionStatus",
     "Summary",
     "Turn",
-    "reset_connections",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from django.conf import settings
 from django.db import models
 
@@ -33,6 +35,11 @@ class ApiKey(models.Model):
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+    @staticmethod
+    def hash_of(raw_key: str) -> str:
+        """The stored form of a raw key (what ``key_hash`` holds)."""
+        return hashlib.sha256(raw_key.encode("utf-8")).hexdigest()
 
 
 class AuditLog(models.Model):

@@ -245,8 +245,3 @@ class ClientMessageMarker(ChatItem, discriminator="msgid"):
     id fails its ``attribute_not_exists`` condition, and the marker tells which turn to return."""
 
     seq = NumberAttribute()
-
-
-def reset_connections() -> None:
-    for model in (ChatItem, SessionMeta, Turn, Summary, ClientMessageMarker):
-        model._connection = None

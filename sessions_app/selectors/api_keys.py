@@ -8,7 +8,6 @@ import time
 from django.conf import settings
 
 from ..models import ApiKey
-from ..services.api_keys import api_key_hash
 
 # Valid keys seen recently, by digest, per process. The lookup was ~40 % of a warm context request
 # (bench scenario 1); the price is that a revocation made in another process takes effect there
@@ -26,7 +25,7 @@ def api_key_authenticate(*, raw_key: str) -> ApiKey | None:
     remembered for ``API_KEY_CACHE_SECONDS`` (0 turns the cache off)."""
     if not raw_key or len(raw_key) > 200:
         return None
-    digest = api_key_hash(raw_key=raw_key)
+    digest = ApiKey.hash_of(raw_key)
     ttl = settings.API_KEY_CACHE_SECONDS
     now = time.monotonic()
     cached = _cache.get(digest) if ttl > 0 else None

@@ -32,7 +32,8 @@ from django.conf import settings
 from .. import dynamo, keys
 from ..exceptions import InvalidCursor, InvalidInput
 from ..models import CHANNELS, SessionMeta, SessionStatus
-from ..services.common import utcnow, validate_id
+from ..clock import utcnow
+from ..ids import validate_id
 from .sessions import session_get_many
 
 LIST_CURSOR = "sessions"

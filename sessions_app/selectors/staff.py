@@ -37,7 +37,7 @@ from ..realtime import (
     rate_limit_peek,
     rate_limit_stats,
 )
-from ..services.common import utcnow
+from ..clock import utcnow
 from .listing import MAX_DAYS, session_list
 from .presenters import session_dict, summary_dict, turn_dict
 from .sessions import TurnPage, session_get, session_get_many, summary_latest, turns_page

@@ -13,12 +13,7 @@ from django.conf import settings
 
 from .. import dynamo, keys
 from ..models import SessionMeta
-from ..services.common import utcnow
-
-
-def summary_due_pk(*, session_id: str) -> str:
-    """The summary_due partition of a session (key strings themselves are built in keys.py)."""
-    return keys.due_pk(keys.shard_of(session_id, settings.SUMMARY_DUE_SHARDS))
+from ..clock import utcnow
 
 
 class SummaryStates:

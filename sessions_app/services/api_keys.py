@@ -6,7 +6,6 @@ module path (``from sessions_app.services.api_keys import api_key_create``).
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from datetime import datetime, timedelta
 
@@ -16,6 +15,7 @@ from django.utils import timezone
 
 from ..exceptions import InvalidInput
 from ..models import ApiKey
+from ..selectors.api_keys import api_key_cache_clear
 
 # Recognisable in logs and secret scanners; the random part carries 256 bits.
 KEY_PREFIX = "ma_"
@@ -23,10 +23,6 @@ PREFIX_LENGTH = 12  # ApiKey.prefix: enough to tell keys apart in the admin, far
 # last_used_at is a console hint ("is this key still in use?"), not an audit trail: writing it on
 # every request would turn every API read into a database write.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
-
-
-def api_key_hash(*, raw_key: str) -> str:
-    return hashlib.sha256(raw_key.encode("utf-8")).hexdigest()
 
 
 def api_key_create(*, name: str, scope: str = ApiKey.SCOPE_READ) -> tuple[ApiKey, str]:
@@ -43,7 +39,7 @@ def api_key_create(*, name: str, scope: str = ApiKey.SCOPE_READ) -> tuple[ApiKey
     try:
         with transaction.atomic():
             api_key = ApiKey.objects.create(
-                name=name, scope=scope, prefix=raw_key[:PREFIX_LENGTH], key_hash=api_key_hash(raw_key=raw_key)
+                name=name, scope=scope, prefix=raw_key[:PREFIX_LENGTH], key_hash=ApiKey.hash_of(raw_key)
             )
     except IntegrityError:
         raise InvalidInput(f"an API key named {name!r} already exists", field="name") from None
@@ -57,8 +53,6 @@ def api_key_revoke(*, api_key: ApiKey, now: datetime | None = None) -> bool:
     updated = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now)
     if updated:
         api_key.revoked_at = now
-        from ..selectors.api_keys import api_key_cache_clear  # the selector module imports this one
-
         api_key_cache_clear()
     return bool(updated)
 

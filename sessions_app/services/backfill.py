@@ -18,7 +18,7 @@ from pynamodb.exceptions import UpdateError
 
 from .. import dynamo, keys
 from ..models import SessionMeta
-from .common import utcnow
+from ..clock import utcnow
 from .sessions import _session_key_fields
 
 # Indexes whose keys this backfill writes, and those keys (derived from by_day's projection).

@@ -24,7 +24,6 @@ from django.conf import settings
 from .. import dynamo, keys
 from ..exceptions import StoreUnavailable
 from ..models import ChatItem, ClientMessageMarker, SessionMeta, SessionStatus, Turn
-from ..selectors.summaries import summary_due_pk
 from .sessions import _session_key_fields
 
 # https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchWriteItem.html
@@ -72,7 +71,7 @@ def _items_for(spec: SessionSpec) -> tuple[list[ChatItem], SessionMeta]:
     )
     if spec.turns:
         # Unsummarised since its first turn: the summary sweep will find it (as after live appends).
-        meta.summary_due_pk = summary_due_pk(session_id=session_id)
+        meta.summary_due_pk = keys.summary_due_pk(session_id, settings.SUMMARY_DUE_SHARDS)
         meta.summary_due_sk = keys.ts_str(spec.started_at + timedelta(seconds=spec.seconds_between_turns))
     return items, meta
 

@@ -11,7 +11,8 @@ from pynamodb.exceptions import PutError, UpdateError
 from .. import keys
 from ..exceptions import InvalidInput, SessionIdTaken, SessionNotFound
 from ..models import CHANNELS, LOCALES, SessionMeta, SessionStatus
-from .common import utcnow, validate_id
+from ..clock import utcnow
+from ..ids import validate_id
 from .summaries import summary_request
 
 MAX_TAGS = 20

@@ -18,7 +18,8 @@ from .. import keys
 from ..exceptions import InvalidInput, MangaAssistError, RedisUnavailable, SessionNotFound
 from ..models import AuditLog, ChatItem, SessionMeta
 from ..realtime import context_cache_invalidate, presence_clear, realtime_forget_session, realtime_keys_for_session
-from .common import utcnow, validate_id
+from ..clock import utcnow
+from ..ids import validate_id
 from ..selectors.sessions import session_get
 from .sessions import session_close
 

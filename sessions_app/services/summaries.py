@@ -31,7 +31,8 @@ from ..models import SessionMeta, Summary, Turn
 from ..realtime import context_cache_invalidate, summary_lock_acquire, summary_lock_release
 from ..selectors.summaries import SummaryStates, meta_is_due, summary_due_candidates
 from ..summarizers import Summarizer, Transcript, TranscriptTurn, summarizer_get
-from .common import utcnow, validate_id
+from ..clock import utcnow
+from ..ids import validate_id
 
 log = logging.getLogger(__name__)
 

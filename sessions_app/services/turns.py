@@ -17,8 +17,8 @@ from .. import dynamo, keys
 from ..realtime import RateDecision, context_cache_turn_written, rate_limit_hit, session_write_lock
 from ..exceptions import ConflictRetryExhausted, InvalidInput, SessionClosed, SessionNotFound
 from ..models import ClientMessageMarker, SessionMeta, SessionStatus, Turn
-from ..selectors.summaries import summary_due_pk
-from .common import utcnow, validate_id
+from ..clock import utcnow
+from ..ids import validate_id
 from .summaries import summary_request
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ def turn_write(
                         SessionMeta.last_message_at.set(now),
                         # summary_due index: set once per unsummarised stretch (if_not_exists), so
                         # appends don't rewrite the index; cleared when a summary covers the last turn.
-                        SessionMeta.summary_due_pk.set(SessionMeta.summary_due_pk | summary_due_pk(session_id=session_id)),
+                        SessionMeta.summary_due_pk.set(SessionMeta.summary_due_pk | keys.summary_due_pk(session_id, settings.SUMMARY_DUE_SHARDS)),
                         SessionMeta.summary_due_sk.set(SessionMeta.summary_due_sk | keys.ts_str(now)),
                     ],
                     condition=(SessionMeta.turn_count == expected) & (SessionMeta.status != SessionStatus.CLOSED),

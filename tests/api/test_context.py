@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sessions_app import keys
 from sessions_app.models import SessionMeta, Summary
-from sessions_app.services.common import utcnow
+from sessions_app.clock import utcnow
 
 from .conftest import error_of, start_session
 

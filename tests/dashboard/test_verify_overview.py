@@ -7,7 +7,7 @@ from django.urls import reverse
 from datetime import timedelta
 
 from sessions_app import keys, services
-from sessions_app.services.common import utcnow
+from sessions_app.clock import utcnow
 from sessions_app.realtime import context_cache_get, presence_heartbeat, rate_limit_hit
 from sessions_app.selectors.sessions import session_get
 from tests.builders import make_session

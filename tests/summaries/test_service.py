@@ -10,7 +10,7 @@ from sessions_app.realtime import context_cache_get
 from sessions_app.selectors.context import context_load
 from sessions_app.selectors.summaries import SummaryStates, summary_state
 from sessions_app.services import summaries
-from sessions_app.services.common import utcnow
+from sessions_app.clock import utcnow
 from sessions_app.services.summaries import Outcome, summary_generate, summary_write
 from sessions_app.services.turns import turn_append
 from tests.builders import make_session, msg_id

@@ -15,7 +15,7 @@ from sessions_app.keys import ts_str
 from sessions_app.models import SessionMeta
 from sessions_app.selectors.summaries import SummaryStates, summary_state
 from sessions_app.services import summaries
-from sessions_app.services.common import utcnow
+from sessions_app.clock import utcnow
 from sessions_app.services.sessions import session_close
 from sessions_app.services.summaries import TASK_NAME, summary_write
 from sessions_app.services.turns import turn_append

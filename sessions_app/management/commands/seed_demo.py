@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand
 from sessions_app import selectors
 from sessions_app.demo import demo_sessions
 from sessions_app.services.bulk import sessions_bulk_load
-from sessions_app.services.common import utcnow
+from sessions_app.clock import utcnow
 
 
 class Command(BaseCommand):

@@ -18,7 +18,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from sessions_app.exceptions import MangaAssistError
 from sessions_app.selectors.listing import session_list
-from sessions_app.services.common import utcnow
+from sessions_app.clock import utcnow
 from sessions_app.services.summaries import summary_generate, summary_request
 
 
