@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stack.start()
         stack.django_setup()
-        results["stack"] = {"reused": stack.reused, "dax_node": "local (sessions_app.dax_node)"}
+        results["stack"] = {"reused": stack.reused, "dax_node": "local (daxlocal)"}
         ctx = Context(stack, sizes, args.quick)
         from sessions_app.services.api_keys import api_key_create
 

@@ -14,11 +14,11 @@ __all__ = ["start_dax_node", "stop"]
 
 def start_dax_node(port: int, *, dynamodb_endpoint: str, stats_port: int | None = None,
                    extra_args: Iterable[str] = (), log: Path | None = None) -> subprocess.Popen:
-    """Spawn ``python -m sessions_app.dax_node`` in its own process group; return once it listens.
+    """Spawn ``python -m daxlocal`` in its own process group; return once it listens.
 
     Stop it with :func:`devtools.procs.stop` (re-exported here as ``stop``).
     """
-    args = [sys.executable, "-m", "sessions_app.dax_node", "--port", str(port),
+    args = [sys.executable, "-m", "daxlocal", "--port", str(port),
             "--dynamodb-endpoint", dynamodb_endpoint]
     if stats_port is not None:
         args += ["--stats-port", str(stats_port)]

@@ -22,7 +22,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mangaassist.settings")
 django.setup()
 import gunicorn.app.wsgiapp, kombu.transport.redis, celery.bin.celery, whitenoise.middleware
 import mangaassist.wsgi, mangaassist.urls, sessions_app.tasks, sessions_app.admin, sessions_app.summarizers
-import sessions_app.dax_node.server, sessions_app.management.commands.seed_demo, devtools.run
+import daxlocal.server, sessions_app.management.commands.seed_demo, devtools.run
 from django.core.management import get_commands
 import json
 print(json.dumps(sorted({m.split(".")[0] for m in sys.modules})))

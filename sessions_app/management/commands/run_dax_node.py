@@ -1,11 +1,11 @@
-"""``manage.py run_dax_node``: the local DAX node (same options as ``python -m sessions_app.dax_node``).
+"""``manage.py run_dax_node``: the local DAX node (same options as ``python -m daxlocal``).
 
 The node is a standalone server; this command only parses options and runs it.
 """
 
 from django.core.management.base import BaseCommand, CommandError
 
-from sessions_app.dax_node import cli
+from daxlocal import cli
 
 
 class Command(BaseCommand):

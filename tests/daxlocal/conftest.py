@@ -13,8 +13,8 @@ import botocore.session
 import pytest
 from amazondax import AmazonDaxClient
 
-from sessions_app.dax_node import DaxNode, NodeConfig
-from tests.dax_node.helpers import FakeClock, Table
+from daxlocal import DaxNode, NodeConfig
+from tests.daxlocal.helpers import FakeClock, Table
 
 
 SCHEMAS = [("S", None), ("N", None), ("B", None), ("S", "N"), ("N", "B"), ("B", "S")]

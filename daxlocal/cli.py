@@ -1,4 +1,4 @@
-"""Command-line options of the node, shared by ``python -m sessions_app.dax_node`` and ``run_dax_node``."""
+"""Command-line options of the node, shared by ``python -m daxlocal`` and ``run_dax_node``."""
 
 from __future__ import annotations
 
@@ -72,13 +72,13 @@ def run(config: NodeConfig, log_level: str = "INFO") -> None:
     signal.signal(signal.SIGINT, _stop)
     node.start()
     if node.stats_port is not None:
-        logging.getLogger("dax_node").info("stats on http://%s:%s/stats", config.stats_host, node.stats_port)
+        logging.getLogger("daxlocal").info("stats on http://%s:%s/stats", config.stats_host, node.stats_port)
     stopped.wait()
     node.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m sessions_app.dax_node", description="Local DAX node")
+    parser = argparse.ArgumentParser(prog="python -m daxlocal", description="Local DAX node")
     add_arguments(parser)
     options = parser.parse_args(argv)
     try:

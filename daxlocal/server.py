@@ -25,7 +25,7 @@ from .handlers import Operations
 from .registry import AttributeListRegistry
 from .stats import REQUEST_COUNT_METRICS, Stats, StatsServer
 
-log = logging.getLogger("dax_node")
+log = logging.getLogger("daxlocal")
 
 MAGIC = b"gJ7yne5G"
 SERVICE = 1

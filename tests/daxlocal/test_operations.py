@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.dax_node.helpers import norm, outcome, pages, rich_item, strip_capacity_units
+from tests.daxlocal.helpers import norm, outcome, pages, rich_item, strip_capacity_units
 
 COMPOSITE = ["SN", "NB", "BS"]
 

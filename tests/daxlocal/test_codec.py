@@ -14,9 +14,9 @@ from amazondax.DaxCborDecoder import DaxCborDecoder
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from sessions_app.dax_node import cbor, codec, expressions as ex
-from sessions_app.dax_node.handlers import _cc_blob, _icm_blob, _tx_cc_map
-from tests.dax_node.helpers import norm
+from daxlocal import cbor, codec, expressions as ex
+from daxlocal.handlers import _cc_blob, _icm_blob, _tx_cc_map
+from tests.daxlocal.helpers import norm
 
 settings.register_profile("dax", deadline=None, max_examples=150,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -14,8 +14,8 @@ import urllib.request
 
 import pytest
 
-from sessions_app.dax_node.cache import LruTtlCache
-from tests.dax_node.helpers import FakeClock
+from daxlocal.cache import LruTtlCache
+from tests.daxlocal.helpers import FakeClock
 
 TTL_MS = 60_000
 

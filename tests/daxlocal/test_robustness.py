@@ -12,8 +12,8 @@ from botocore.exceptions import ClientError
 
 from devtools import procs
 from devtools.dax import start_dax_node, stop
-from sessions_app.dax_node import cbor, codec
-from sessions_app.dax_node.registry import list_id
+from daxlocal import cbor, codec
+from daxlocal.registry import list_id
 
 HANDSHAKE = b"gJ7yne5G" + cbor.dumps(0) + cbor.dumps(None) + cbor.dumps({"UserAgent": "raw-test"}) + cbor.dumps(0)
 ENDPOINTS = cbor.dumps(1) + cbor.dumps(455855874)
@@ -233,7 +233,7 @@ def test_restart_without_a_registry_file_refuses_old_ids_instead_of_corrupting(s
 
 
 def test_registry_file_survives_a_torn_last_line(tmp_path):
-    from sessions_app.dax_node.registry import AttributeListRegistry
+    from daxlocal.registry import AttributeListRegistry
 
     path = tmp_path / "registry.jsonl"
     first = AttributeListRegistry(path)
