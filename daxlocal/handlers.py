@@ -203,8 +203,10 @@ class Operations:
         info = self.table(_text(table_name, "table name"))
         ph = ex.Placeholders()
         request: dict = {"TableName": info.name}
+        # Each is passed on whenever present, even alone or out of range: DynamoDB then rejects the
+        # request with its own ValidationException (dropping a lone Segment would turn it into a full scan).
         for kwarg, param in ((K_SEGMENT, "Segment"), (K_TOTAL_SEGMENTS, "TotalSegments")):
-            if K_TOTAL_SEGMENTS in kw and kwarg in kw:
+            if kwarg in kw:
                 request[param] = _int(kw[kwarg], param)
         return self._read_many("Scan", info, request, kw, ph, cache_id=())
 

@@ -296,11 +296,14 @@ class _Handler(socketserver.BaseRequestHandler):
 
 
 def _dynamodb_client(config: NodeConfig):
+    """The node's botocore client. Its parameter validation is off: the node is a server, so
+    DynamoDB judges a request (with its own ValidationException), not botocore's client-side checks,
+    whose errors would otherwise surface as node faults (e.g. a negative Segment sent on the wire)."""
     session = botocore.session.get_session()
     return session.create_client(
         "dynamodb",
         region_name=config.region,
         endpoint_url=config.dynamodb_endpoint,
         config=Config(retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=64,
-                      connect_timeout=5, read_timeout=30),
+                      connect_timeout=5, read_timeout=30, parameter_validation=False),
     )

@@ -14,50 +14,7 @@ from devtools import procs
 from devtools.dax import start_dax_node, stop
 from daxlocal import cbor, codec
 from daxlocal.registry import list_id
-
-HANDSHAKE = b"gJ7yne5G" + cbor.dumps(0) + cbor.dumps(None) + cbor.dumps({"UserAgent": "raw-test"}) + cbor.dumps(0)
-ENDPOINTS = cbor.dumps(1) + cbor.dumps(455855874)
-
-
-def request(method_id: int, *args) -> bytes:
-    return cbor.dumps(1) + cbor.dumps(method_id) + b"".join(cbor.dumps(a) for a in args)
-
-
-class Raw:
-    """A hand-driven protocol connection."""
-
-    def __init__(self, port: int, handshake: bool = True) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.buf = b""
-        if handshake:
-            self.sock.sendall(HANDSHAKE)
-
-    def _read(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise cbor.Truncated("closed")
-            self.buf += chunk
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-    def call(self, data: bytes) -> list:
-        """Send one request; return the reply's top-level items (header first)."""
-        self.sock.sendall(data)
-        decoder = cbor.Decoder(self._read)
-        header = decoder.decode()
-        if header == []:
-            return [header, decoder.decode()]
-        return [header, decoder.decode(), decoder.decode()]
-
-    def is_closed_by_peer(self) -> bool:
-        try:
-            return self.sock.recv(1) == b""
-        except ConnectionResetError:
-            return True
-
-    def close(self) -> None:
-        self.sock.close()
+from tests.daxlocal.helpers import ENDPOINTS, HANDSHAKE, Raw, request
 
 
 @pytest.fixture
