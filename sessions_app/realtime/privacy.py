@@ -1,8 +1,12 @@
-"""Find and delete every Redis key holding a session's (and optionally its customer's) data.
+"""Find and delete every Redis key holding a session's or a customer's data.
 
 Everything here expires on its own within ``max(CONNECTION_TTL_SECONDS, ...)``; the privacy
-delete removes it now so "deleted" means deleted. Both functions raise ``RedisUnavailable`` when
-Redis is down: the caller must record the delete as incomplete (and may rely on the TTLs).
+delete removes it now so "deleted" means deleted. Every function raises ``RedisUnavailable``
+when Redis is down: the caller must record the delete as incomplete (and may rely on the TTLs).
+
+The key builders of ``keys.py`` that take a session or customer id are listed below, and a test
+fails if one is added there without being listed here. The per-minute ``stats:`` counters hold
+totals only (no id), so they are not personal data.
 """
 
 from __future__ import annotations
@@ -10,48 +14,72 @@ from __future__ import annotations
 from . import keys
 from .client import redis_boundary, redis_connection
 
+# Keys named by the session id. The connection keys (conn:id:<connection>) are found through
+# the session's connection set, and its entry in the shared presence:online set is removed by
+# ``realtime_forget_session`` (it is a member, not a key of its own).
+SESSION_KEY_BUILDERS = (
+    keys.context_key,
+    keys.session_lock_key,
+    keys.summary_lock_key,
+    keys.presence_session_key,
+    keys.session_connections_key,
+)
+# Keys named by the customer id: the rate window spans all of the customer's sessions, so only
+# forgetting the customer (not one of their sessions) removes it.
+CUSTOMER_KEY_BUILDERS = (keys.rate_key,)
 
-def _candidate_keys(*, session_id: str, customer_id: str | None) -> list[str]:
-    client = redis_connection()
-    candidates = [
-        keys.context_key(session_id=session_id),
-        keys.session_lock_key(session_id=session_id),
-        keys.presence_session_key(session_id=session_id),
-        keys.session_connections_key(session_id=session_id),
-    ]
-    connection_ids = sorted(m.decode() for m in client.smembers(keys.session_connections_key(session_id=session_id)))
-    candidates += [keys.connection_key(connection_id=c) for c in connection_ids]
-    if customer_id:
-        # The rate window is per customer, not per session: only pass customer_id when the
-        # customer (not just one session) is being forgotten.
-        candidates.append(keys.rate_key(customer_id=customer_id))
+
+def _session_candidates(*, session_id: str) -> list[str]:
+    candidates = [build(session_id=session_id) for build in SESSION_KEY_BUILDERS]
+    members = redis_connection().smembers(keys.session_connections_key(session_id=session_id))
+    candidates += [keys.connection_key(connection_id=c) for c in sorted(m.decode() for m in members)]
     return candidates
 
 
-def realtime_keys_for_session(*, session_id: str, customer_id: str | None = None) -> list[str]:
-    """The existing Redis keys holding this session's data (and the customer's rate window).
+def _customer_candidates(*, customer_id: str) -> list[str]:
+    return [build(customer_id=customer_id) for build in CUSTOMER_KEY_BUILDERS]
 
-    The session's entry in the shared ``presence:online`` set is not a key of its own and is not
-    listed; ``realtime_forget_session`` removes it. Redis down: raises ``RedisUnavailable``.
-    """
+
+def _existing(candidates: list[str]) -> list[str]:
+    pipe = redis_connection().pipeline(transaction=False)
+    for key in candidates:
+        pipe.exists(key)
+    return [k for k, n in zip(candidates, pipe.execute(), strict=True) if n]
+
+
+def realtime_keys_for_session(*, session_id: str, customer_id: str | None = None) -> list[str]:
+    """The existing Redis keys holding this session's data (and, with ``customer_id``, the
+    customer's). Redis down: raises ``RedisUnavailable``."""
     with redis_boundary("realtime_keys_for_session"):
-        candidates = _candidate_keys(session_id=session_id, customer_id=customer_id)
-        pipe = redis_connection().pipeline(transaction=False)
-        for key in candidates:
-            pipe.exists(key)
-        present = pipe.execute()
-    return [k for k, n in zip(candidates, present, strict=True) if n]
+        candidates = _session_candidates(session_id=session_id)
+        if customer_id:
+            candidates += _customer_candidates(customer_id=customer_id)
+        return _existing(candidates)
+
+
+def realtime_keys_for_customer(*, customer_id: str) -> list[str]:
+    """The existing Redis keys named by the customer (not those of their sessions: list each
+    session with ``realtime_keys_for_session``). Redis down: raises ``RedisUnavailable``."""
+    with redis_boundary("realtime_keys_for_customer"):
+        return _existing(_customer_candidates(customer_id=customer_id))
 
 
 def realtime_forget_session(*, session_id: str, customer_id: str | None = None) -> int:
-    """Delete the session's Redis keys and its presence entry; return how many were removed.
-
-    Redis down: raises ``RedisUnavailable``.
-    """
+    """Delete the session's Redis keys (and, with ``customer_id``, the customer's) and its
+    presence entry; return how many were removed. Redis down: raises ``RedisUnavailable``."""
     with redis_boundary("realtime_forget_session"):
-        candidates = _candidate_keys(session_id=session_id, customer_id=customer_id)
+        candidates = _session_candidates(session_id=session_id)
+        if customer_id:
+            candidates += _customer_candidates(customer_id=customer_id)
         pipe = redis_connection().pipeline(transaction=True)
         pipe.delete(*candidates)
         pipe.zrem(keys.presence_online_key(), session_id)
         deleted, unlisted = pipe.execute()
     return int(deleted) + int(unlisted)
+
+
+def realtime_forget_customer(*, customer_id: str) -> int:
+    """Delete the keys named by the customer; return how many were removed. Redis down: raises
+    ``RedisUnavailable``."""
+    with redis_boundary("realtime_forget_customer"):
+        return int(redis_connection().delete(*_customer_candidates(customer_id=customer_id)))
