@@ -1,6 +1,6 @@
 """The node's two caches: LRU bounded by (estimated) bytes, with a TTL, on an injectable clock.
 
-DAX's rules, as the AWS developer guide states them (links in the protocol note §5):
+DAX's rules, as the AWS developer guide states them (docs/dax-protocol.md §Caches):
 
 * item cache: entries are full items or *negative* entries (the item does not exist); TTL
   ``record-ttl-millis`` where 0 means "never expires, only LRU and write-through replace it";

@@ -214,7 +214,10 @@ def _read_u32(data: bytes, pos: int) -> int:
 
 
 def av_from_cbor(obj: Any) -> dict:
-    """Turn a decoded CBOR value into an AV (the client's encoding, §3.2 of the protocol note)."""
+    """Turn a decoded CBOR value into an AV.
+
+    This is the client's encoding: docs/dax-protocol.md §Attribute values and numbers.
+    """
     if obj is None:
         return {"NULL": True}
     if obj is True or obj is False:
@@ -320,7 +323,7 @@ def canonical_item(item: dict) -> dict:
 
 
 def decode_key(data: bytes, schema: KeySchema) -> dict:
-    """Positional key bytes (§3.4) to ``{name: AV}``."""
+    """Positional key bytes (docs/dax-protocol.md §Key bytes and LexDecimal) to ``{name: AV}``."""
     if not isinstance(data, bytes):
         raise CodecError("key must be a byte string")
     (hash_name, hash_type), *rest = schema

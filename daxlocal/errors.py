@@ -1,4 +1,4 @@
-"""Error replies (protocol note §1.5/§1.6) and the mapping from DynamoDB's error codes.
+"""Error replies (docs/dax-protocol.md §Error replies) and the mapping from DynamoDB's error codes.
 
 An error reply is three CBOR items: a code path (never the one-element ``[4]``, which makes the
 client's exception code a dict), a text message, and ``[requestId, dynamoErrorCode, httpStatus,

@@ -1,4 +1,6 @@
-"""Compiled DAX expressions (§3.7 of the protocol note) back to DynamoDB expression text, and projections.
+"""Compiled DAX expressions back to DynamoDB expression text, and projections.
+
+The encoding is described in docs/dax-protocol.md §Compiled expressions and projections.
 
 The client never sends expression text: it compiles each expression into a CBOR tree whose values
 live in a per-expression array. The node turns the trees back into text with its own placeholders

@@ -3,7 +3,7 @@
 Each data handler takes the decoded positional arguments of one request and returns the reply
 payload that follows the success header. Failures are raised as :class:`~.errors.DaxError`.
 
-Cache rules (AWS developer guide, summarised in the protocol note §5):
+Cache rules (AWS developer guide; docs/dax-protocol.md §Caches):
 
 * GetItem / BatchGetItem (eventually consistent) read the item cache; misses fetch the *full* item
   from DynamoDB and cache it (or a negative entry); projections are applied by the node.
@@ -39,12 +39,12 @@ RETURN_VALUES = {1: "NONE", 2: "ALL_OLD", 3: "UPDATED_OLD", 4: "ALL_NEW", 5: "UP
 RETURN_CC = {0: "NONE", 1: "TOTAL", 2: "INDEXES"}
 SELECT = {1: "ALL_ATTRIBUTES", 2: "ALL_PROJECTED_ATTRIBUTES", 3: "COUNT", 4: "SPECIFIC_ATTRIBUTES"}
 
-# kwarg ids (§2.2)
+# kwarg ids (docs/dax-protocol.md §Request parameters)
 K_PROJECTION, K_NAMES, K_CONSISTENT, K_RCC, K_CONDITION, K_VALUES, K_RICM, K_RETURN_VALUES = range(8)
 K_UPDATE, K_START_KEY, K_FILTER, K_INDEX, K_LIMIT, K_FORWARD, K_SELECT = 8, 9, 10, 11, 13, 14, 15
 K_SEGMENT, K_TOTAL_SEGMENTS, K_TOKEN = 16, 17, 19
 
-# response ids (§2.5)
+# response ids (docs/dax-protocol.md §Reply fields)
 R_ITEM, R_CC, R_ATTRIBUTES, R_ICM, R_ITEMS, R_COUNT, R_LEK, R_SCANNED = 0, 1, 2, 3, 7, 8, 9, 10
 
 TX_PUT, TX_DELETE, TX_UPDATE, TX_CHECK = 2, 7, 9, 12

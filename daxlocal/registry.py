@@ -1,7 +1,8 @@
 """The attribute-list registry: ids for the sorted non-key attribute names of items on the wire.
 
-Clients cache id -> names and names -> id for their whole life (protocol note §3.5), so an id must
-never come to mean a different list, not even after the node restarts. Two measures:
+Clients cache id -> names and names -> id for their whole life, so an id must never come to mean a
+different list, not even after the node restarts (docs/dax-protocol.md §Attribute lists and values
+blobs). Two measures:
 
 * **Ids are derived from the list's content** (62 bits of SHA-256 over the names), so every node
   process, old or new, gives the same list the same id and a different list a different id. A

@@ -1,4 +1,6 @@
-"""The TCP server: handshake, request framing, dispatch and replies (protocol note §1-§2).
+"""The TCP server: handshake, request framing, dispatch and replies.
+
+See docs/dax-protocol.md §Connections and framing, §Authentication and §Methods.
 
 One thread per connection: the client never pipelines, so each connection is a blocking
 read-request / write-reply loop. Anything that cannot be parsed closes *that* connection only; a

@@ -174,7 +174,8 @@ def test_restart_without_a_registry_file_refuses_old_ids_instead_of_corrupting(s
         crash()
         start()
         # A fresh registry that handed out small sequential ids would now re-label this write
-        # (protocol note §3.5). Content-derived ids make the old id unknown instead: an error, no write.
+        # (docs/dax-protocol.md §Attribute lists and values blobs). Content-derived ids make the
+        # old id unknown instead: an error, no write.
         with pytest.raises(ClientError) as err:
             dax.put_item(TableName=t, Item={**composite_table.key(uid, 2), "alpha": {"S": "A2"}, "beta": {"S": "B2"}})
         assert err.value.response["Error"]["Code"] == "ValidationException"
