@@ -21,6 +21,7 @@ PynamoDB has no DAX support of its own (pynamodb/PynamoDB#687).
 from __future__ import annotations
 
 import atexit
+import contextvars
 import copy
 import logging
 import os
@@ -37,7 +38,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from pynamodb.connection.base import Connection, MetaTable
 from pynamodb.connection.table import TableConnection
-from pynamodb.exceptions import PynamoDBConnectionError, TableError
+from pynamodb.exceptions import PynamoDBConnectionError, PynamoDBException, TableError, TransactWriteError
 
 from .exceptions import StoreUnavailable
 
@@ -56,9 +57,61 @@ _DAX_UNAVAILABLE_CODES = frozenset({
     "MalformedResultException", "UnrecognizedClientException",
 })
 
-PATH_DAX = "dax"
-PATH_DYNAMODB = "dynamodb"
-PATH_FALLBACK = "fallback"
+# The route a call actually took. Provenance labels (X-Context-Source, the console's "read
+# from") come from these as observed, never from what the settings or the breaker predict.
+ROUTE_DAX = "dax"
+ROUTE_DYNAMODB = "dynamodb"  # DAX off or bypassed, or an operation DAX does not serve
+ROUTE_CONSISTENT = "dynamodb-consistent"  # ConsistentRead=True: DAX would only pass it through
+ROUTE_FALLBACK = "fallback"  # meant for DAX, sent to DynamoDB because DAX failed or the breaker is open
+ROUTES = (ROUTE_DAX, ROUTE_DYNAMODB, ROUTE_CONSISTENT, ROUTE_FALLBACK)
+# For a block of several calls: the least-cached route involved is what the answer rests on.
+_ROUTE_WEIGHT = {ROUTE_DAX: 0, ROUTE_DYNAMODB: 1, ROUTE_CONSISTENT: 2, ROUTE_FALLBACK: 3}
+
+
+# --- what a DynamoDB error means ------------------------------------------------------------------
+# The one place that reads DynamoDB error codes; services ask these questions instead.
+# https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Programming.Errors.html
+
+CONDITION_FAILED = "ConditionalCheckFailedException"
+# A transaction that lost a race: a condition failed, or another transaction held an item.
+_RACE_CODES = frozenset({"TransactionCanceledException", "TransactionConflictException"})
+# "Try again later", not "your request is wrong".
+_TRANSIENT_CODES = frozenset({
+    "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+    "InternalServerError", "ServiceUnavailable", "TransactionInProgressException",
+    "TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded",
+})
+
+
+def _error_codes(exc: PynamoDBException) -> set[str]:
+    codes = {exc.cause_response_code}
+    if isinstance(exc, TransactWriteError):
+        codes |= {r.code for r in (exc.cancellation_reasons or []) if r is not None}
+    return codes - {None}
+
+
+def is_condition_failed(exc: PynamoDBException) -> bool:
+    """A single-item write whose condition did not hold (the item is not what we expected)."""
+    return exc.cause_response_code == CONDITION_FAILED
+
+
+def is_race_lost(exc: PynamoDBException) -> bool:
+    """A transaction cancelled by a condition or a concurrent transaction: re-read and decide.
+    (Which condition failed is not always reported: DAX drops CancellationReasons.)"""
+    return exc.cause_response_code in _RACE_CODES
+
+
+def is_transient(exc: PynamoDBException) -> bool:
+    """Throttling or a DynamoDB-side failure, also when it is the reason a transaction was
+    cancelled: the same request may succeed later."""
+    return bool(_error_codes(exc) & _TRANSIENT_CODES)
+
+
+def store_unavailable(operation: str, exc: PynamoDBException) -> StoreUnavailable | None:
+    """The project's exception for a transient ``exc`` (to raise ``from exc``), else None."""
+    if is_transient(exc):
+        return StoreUnavailable(f"DynamoDB {operation}: {exc.cause_response_code}: {exc}")
+    return None
 
 
 # --- metrics ------------------------------------------------------------------------------------
@@ -109,7 +162,7 @@ def _observe(path: str, started: float, *, error: bool = False) -> None:
 
 
 def path_stats() -> dict[str, dict[str, Any]]:
-    """A snapshot of this process's counters per path (dax / dynamodb / fallback)."""
+    """A snapshot of this process's counters per route (the ``ROUTE_*`` names)."""
     with _stats_lock:
         return {
             name: {
@@ -124,6 +177,40 @@ def path_stats() -> dict[str, dict[str, Any]]:
 def path_stats_reset() -> None:
     with _stats_lock:
         _stats.clear()
+
+
+# --- observed routes ------------------------------------------------------------------------------
+
+class RouteRecord:
+    """The routes the DynamoDB calls inside one :func:`routes_recorded` block took, in order."""
+
+    def __init__(self) -> None:
+        self.routes: list[str] = []
+
+    @property
+    def label(self) -> str | None:
+        """None when no call was made; otherwise the least-cached route any call took."""
+        return max(self.routes, key=_ROUTE_WEIGHT.__getitem__) if self.routes else None
+
+
+_recording: contextvars.ContextVar[tuple[RouteRecord, ...]] = contextvars.ContextVar("dynamo_routes", default=())
+
+
+@contextmanager
+def routes_recorded() -> Iterator[RouteRecord]:
+    """Record the route of every call made in this block (this thread/task only; blocks nest,
+    and an inner block's calls count for the outer one too)."""
+    record = RouteRecord()
+    token = _recording.set(_recording.get() + (record,))
+    try:
+        yield record
+    finally:
+        _recording.reset(token)
+
+
+def _route_taken(route: str) -> None:
+    for record in _recording.get():
+        record.routes.append(route)
 
 
 # --- circuit breaker ----------------------------------------------------------------------------
@@ -317,23 +404,24 @@ class RoutedConnection(Connection):
         return routed if routed is not None else super().client
 
     def route_for(self, operation_name: str, operation_kwargs: dict) -> str:
+        """Where this call is meant to go: ROUTE_DAX, ROUTE_CONSISTENT or ROUTE_DYNAMODB
+        (ROUTE_FALLBACK is decided at call time, when DAX fails)."""
+        if operation_name in DATA_READS and (operation_kwargs.get("ConsistentRead") or (
+            operation_name == "BatchGetItem"
+            and any(spec.get("ConsistentRead") for spec in operation_kwargs.get("RequestItems", {}).values())
+        )):
+            return ROUTE_CONSISTENT
         if not dax_enabled() or getattr(_bypass, "on", False):
-            return PATH_DYNAMODB
+            return ROUTE_DYNAMODB
         if operation_name in DATA_READS:
-            if operation_kwargs.get("ConsistentRead"):
-                return PATH_DYNAMODB
-            if operation_name == "BatchGetItem" and any(
-                spec.get("ConsistentRead") for spec in operation_kwargs.get("RequestItems", {}).values()
-            ):
-                return PATH_DYNAMODB
-            return PATH_DAX
+            return ROUTE_DAX
         if operation_name in DATA_WRITES and settings.DAX_WRITE_THROUGH:
-            return PATH_DAX
-        return PATH_DYNAMODB
+            return ROUTE_DAX
+        return ROUTE_DYNAMODB
 
     def _make_api_call(self, operation_name: str, operation_kwargs: dict) -> dict:
         route = self.route_for(operation_name, operation_kwargs)
-        if route == PATH_DAX:
+        if route == ROUTE_DAX:
             breaker = _dax_breaker()
             if breaker.allow():
                 started = time.perf_counter()
@@ -342,19 +430,22 @@ class RoutedConnection(Connection):
                     result = super()._make_api_call(operation_name, operation_kwargs)
                 except _DaxUnavailable as exc:
                     breaker.record_failure()
-                    _observe(PATH_DAX, started, error=True)
+                    _observe(ROUTE_DAX, started, error=True)
                     log.warning("DAX unavailable, falling back to DynamoDB: %s", exc)
                 except Exception:
                     breaker.record_success()  # DAX answered; the request itself was refused
-                    _observe(PATH_DAX, started)
+                    _observe(ROUTE_DAX, started)
+                    _route_taken(ROUTE_DAX)
                     raise
                 else:
                     breaker.record_success()
-                    _observe(PATH_DAX, started)
+                    _observe(ROUTE_DAX, started)
+                    _route_taken(ROUTE_DAX)
                     return result
                 finally:
                     self._local.routed_client = None
-            route = PATH_FALLBACK
+            route = ROUTE_FALLBACK
+        _route_taken(route)
         started = time.perf_counter()
         try:
             result = super()._make_api_call(operation_name, operation_kwargs)

@@ -70,6 +70,13 @@ class RateLimited(MangaAssistError):
         self.retry_after = retry_after
 
 
+class QueueUnavailable(MangaAssistError):
+    """The task broker did not take a task (see ``sessions_app.jobs``)."""
+
+    code = "queue_unavailable"
+    http_status = 503
+
+
 class InvalidCursor(MangaAssistError):
     code = "invalid_cursor"
     http_status = 400

@@ -1,4 +1,7 @@
-"""Celery tasks. Each takes ids, calls one service, and is idempotent (architecture.md §6).
+"""Celery tasks. Each takes ids, calls one service, and is idempotent (docs/architecture.md §Celery).
+
+``shared_task``: the app stays in the project package (``mangaassist.celery``), which imports
+the apps, not the other way round; services publish through ``sessions_app.jobs``.
 
 Delivery is at-least-once (``acks_late`` + ``reject_on_worker_lost``, see mangaassist/celery.py);
 the summary service's conditional write makes a second delivery write nothing new.
@@ -8,11 +11,9 @@ from __future__ import annotations
 
 import logging
 
-from celery import Task
+from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-
-from mangaassist.celery import app
 
 from .exceptions import SessionNotFound, StoreUnavailable
 from .services import summaries
@@ -40,7 +41,7 @@ def _session_id(args, kwargs) -> str:
     return kwargs.get("session_id") or args[0]
 
 
-@app.task(
+@shared_task(
     bind=True,
     base=SummaryTask,
     name="sessions_app.summary_generate",
@@ -68,7 +69,7 @@ def summary_generate(self, session_id: str) -> dict:
     return {"status": outcome.status, "session_id": session_id, "through_seq": outcome.through_seq}
 
 
-@app.task(
+@shared_task(
     name="sessions_app.summary_sweep",
     acks_late=True,
     reject_on_worker_lost=True,

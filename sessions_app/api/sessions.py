@@ -66,7 +66,10 @@ def context_load_view(
     min_seq: int | None = Query(None, ge=0, description="The seq of the caller's last append: the answer is guaranteed to include it."),
 ):
     """The hot path: META + the last ``turns`` turns (oldest first) + the latest summary.
-    ``X-Context-Source`` says where it was read from: ``redis``, ``dax`` or ``dynamodb``."""
+    ``X-Context-Source`` says where it was actually read from: ``redis`` (the context cache),
+    ``dax``, ``dynamodb`` (DAX off), ``dynamodb-consistent`` (a strongly consistent read: Redis
+    down, or DAX's copy of META was behind a turn the caller knows of) or ``fallback`` (DAX
+    failed or its circuit breaker is open); for several reads, the least cached of them."""
     loaded = context_load(session_id=session_id, turns=turns, min_seq=min_seq)
     # The payload is already the response body (cached as bytes): no re-serialisation.
     response = HttpResponse(loaded.payload, content_type="application/json")
@@ -77,7 +80,8 @@ def context_load_view(
 @router.post("/sessions/{session_id}/close", auth=WRITE, response={200: SessionOut, **errors(400, 401, 403, 404, 503)})
 @query_strict()
 def session_close_view(request: HttpRequest, session_id: str = SessionId):
-    """Close the session (idempotent: closing a closed session answers 200 again)."""
+    """Close the session (idempotent: closing a closed session answers 200 again). The cached
+    context is dropped and the session marked offline, so the next context read says closed."""
     meta, _changed = session_close(session_id=session_id)
     return session_dict(meta)
 

@@ -16,7 +16,7 @@ from .sessions import context_read
 @dataclass(frozen=True)
 class ContextLoad:
     payload: bytes  # response-ready JSON: {"session", "turns" (oldest first), "summary"}
-    source: str  # "redis", "dax" or "dynamodb"
+    source: str  # "redis", or the observed DynamoDB route (dynamo.ROUTE_*): dax, dynamodb, dynamodb-consistent, fallback
     elapsed_ms: float
     seq: int  # the newest turn the payload contains
 

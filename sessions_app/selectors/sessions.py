@@ -120,19 +120,21 @@ def context_read(*, session_id: str, turns: int, min_seq: int = 0, consistent: b
     when no hint is available because Redis is down).
     """
     started = time.perf_counter()
-    route = "dynamodb" if consistent or not dynamo.dax_enabled() else "dax"
-    meta = session_get(session_id=session_id, consistent=consistent)
-    meta_retry = False
-    if int(meta.turn_count) < min_seq and not consistent:
-        meta = session_get(session_id=session_id, consistent=True)
-        meta_retry = True
-    count = int(meta.turn_count)
-    recent, turns_retry = _turns_exact(
-        session_id=session_id, low=max(1, count - turns + 1), high=count, consistent=consistent
-    )
-    summary = summary_latest(meta=meta, consistent=consistent)
+    with dynamo.routes_recorded() as routes:
+        meta = session_get(session_id=session_id, consistent=consistent)
+        meta_retry = False
+        if int(meta.turn_count) < min_seq and not consistent:
+            meta = session_get(session_id=session_id, consistent=True)
+            meta_retry = True
+        count = int(meta.turn_count)
+        recent, turns_retry = _turns_exact(
+            session_id=session_id, low=max(1, count - turns + 1), high=count, consistent=consistent
+        )
+        summary = summary_latest(meta=meta, consistent=consistent)
     provenance = {
-        "source": route,
+        # Observed, not predicted: the least-cached route any of these reads actually took.
+        "source": routes.label,
+        "routes": tuple(routes.routes),
         "elapsed_ms": round((time.perf_counter() - started) * 1000, 3),
         "consistent_retry": meta_retry or turns_retry,
     }

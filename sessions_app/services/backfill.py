@@ -72,7 +72,7 @@ def _backfill_partition(partition: tuple[date, int]) -> tuple[int, int]:
                     condition=SessionMeta.pk.exists() & SessionMeta.gsi5pk.does_not_exist(),
                 )
             except UpdateError as exc:
-                if exc.cause_response_code != "ConditionalCheckFailedException":
+                if not dynamo.is_condition_failed(exc):
                     raise
                 continue
             updated += 1

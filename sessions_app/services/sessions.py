@@ -8,9 +8,11 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from pynamodb.exceptions import PutError, UpdateError
 
-from .. import keys
-from ..exceptions import InvalidInput, SessionIdTaken, SessionNotFound
+from .. import dynamo, keys
+from ..exceptions import InvalidInput, SessionIdTaken
 from ..models import CHANNELS, LOCALES, SessionMeta, SessionStatus
+from ..realtime import context_cache_invalidate, presence_clear
+from ..selectors.sessions import session_get
 from ..clock import utcnow
 from ..ids import validate_id
 from .summaries import summary_request
@@ -82,9 +84,9 @@ def session_start(
     try:
         meta.save(condition=SessionMeta.pk.does_not_exist())
     except PutError as exc:
-        if exc.cause_response_code != "ConditionalCheckFailedException":
+        if not dynamo.is_condition_failed(exc):
             raise
-        existing = SessionMeta.get(keys.session_pk(session_id), keys.META_SK, consistent_read=True)
+        existing = session_get(session_id=session_id, consistent=True)
         if existing.customer_id != customer_id:
             raise SessionIdTaken("session_id is already used by another customer's session", field="session_id") from None
         return existing, False
@@ -92,10 +94,17 @@ def session_start(
 
 
 def session_close(*, session_id: str) -> tuple[SessionMeta, bool]:
-    """Mark a session closed and take it out of the sparse status index. Returns
-    ``(meta, changed)``; closing a closed session is a no-op (idempotent). Enqueues a final
-    summary when turns are not covered yet (after the write; never fails the close)."""
+    """Close a session, for every entry point (the bot's API, the console, the admin, a privacy
+    delete). Returns ``(meta, changed)``; closing a closed session changes nothing in DynamoDB.
+
+    After the write: the cached bot contexts are dropped (their META says "active") and the
+    session is marked offline — also on a repeated close, so a close retried after a crash
+    between the write and this step still leaves nothing stale. Both degrade silently with
+    Redis down (the cache entry then expires on its TTL). Enqueues a final summary when turns
+    are not covered yet (never fails the close)."""
     meta, changed = _session_set_status(session_id=session_id, status=SessionStatus.CLOSED)
+    context_cache_invalidate(session_id=session_id)
+    presence_clear(session_id=session_id)
     if changed and int(meta.turn_count or 0) > int(meta.summary_through or 0):
         summary_request(session_id=session_id, reason="close")
     return meta, changed
@@ -107,11 +116,7 @@ def session_hand_off(*, session_id: str) -> tuple[SessionMeta, bool]:
 
 
 def _session_set_status(*, session_id: str, status: str) -> tuple[SessionMeta, bool]:
-    pk = keys.session_pk(session_id)
-    try:
-        meta = SessionMeta.get(pk, keys.META_SK, consistent_read=True)
-    except SessionMeta.DoesNotExist:
-        raise SessionNotFound(f"session {session_id} does not exist", field="session_id") from None
+    meta = session_get(session_id=session_id, consistent=True)
     if meta.status == status:
         return meta, False
     if meta.status == SessionStatus.CLOSED:
@@ -127,7 +132,7 @@ def _session_set_status(*, session_id: str, status: str) -> tuple[SessionMeta, b
         # Guarded by the status we read, so two concurrent transitions cannot both apply.
         meta.update(actions=actions, condition=SessionMeta.status == meta.status)
     except UpdateError as exc:
-        if exc.cause_response_code != "ConditionalCheckFailedException":
+        if not dynamo.is_condition_failed(exc):
             raise
         return _session_set_status(session_id=session_id, status=status)
     return meta, True

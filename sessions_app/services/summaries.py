@@ -26,9 +26,11 @@ from pynamodb.exceptions import PynamoDBException, TransactWriteError, UpdateErr
 from pynamodb.transactions import TransactWrite
 
 from .. import dynamo, keys
-from ..exceptions import SessionNotFound, StoreUnavailable
+from ..exceptions import QueueUnavailable, StoreUnavailable
+from ..jobs import task_publish
 from ..models import SessionMeta, Summary, Turn
 from ..realtime import context_cache_invalidate, summary_lock_acquire, summary_lock_release
+from ..selectors.sessions import session_get
 from ..selectors.summaries import SummaryStates, meta_is_due, summary_due_candidates
 from ..summarizers import Summarizer, Transcript, TranscriptTurn, summarizer_get
 from ..clock import utcnow
@@ -38,15 +40,6 @@ log = logging.getLogger(__name__)
 
 TASK_NAME = "sessions_app.summary_generate"
 MAX_ERROR_CHARS = 500
-
-# DynamoDB answers that mean "try again later", not "your request is wrong".
-# https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Programming.Errors.html
-TRANSIENT_CODES = frozenset({
-    "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
-    "InternalServerError", "ServiceUnavailable", "TransactionInProgressException",
-    "TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded",
-})
-
 
 class Outcome:
     WRITTEN = "written"  # a new summary item was written
@@ -77,27 +70,7 @@ def summary_enqueue_failures() -> dict[str, int]:
         return dict(_enqueue_failures)
 
 
-def _transient(exc: PynamoDBException) -> bool:
-    codes = {exc.cause_response_code}
-    if isinstance(exc, TransactWriteError):
-        codes |= {r.code for r in (exc.cancellation_reasons or []) if r is not None}
-    return bool(codes & TRANSIENT_CODES)
-
-
-def _store_boundary(operation: str, exc: PynamoDBException) -> StoreUnavailable | None:
-    if _transient(exc):
-        return StoreUnavailable(f"DynamoDB {operation}: {exc.cause_response_code}: {exc}")
-    return None
-
-
 # --- reading what to summarise ---------------------------------------------------------------------
-
-def _meta_consistent(session_id: str) -> SessionMeta:
-    try:
-        return SessionMeta.get(keys.session_pk(session_id), keys.META_SK, consistent_read=True)
-    except SessionMeta.DoesNotExist:
-        raise SessionNotFound(f"session {session_id} does not exist", field="session_id") from None
-
 
 def transcript_read(*, meta: SessionMeta, through_seq: int) -> Transcript:
     """Turns 1..through_seq, strongly consistent (never the context cache, never DAX): the
@@ -113,9 +86,12 @@ def transcript_read(*, meta: SessionMeta, through_seq: int) -> Transcript:
 
 # --- the write ------------------------------------------------------------------------------------
 
-def summary_write(*, session_id: str, through_seq: int, text: str, generator: str, task_id: str | None = None,
-                  now: datetime | None = None) -> SummaryOutcome:
+def summary_write(*, session_id: str, through_seq: int, text: str, generator: str, expires_at: datetime | None,
+                  task_id: str | None = None, now: datetime | None = None) -> SummaryOutcome:
     """Store a summary of turns 1..through_seq (see the module docstring for the conditions).
+
+    ``expires_at`` is the session's TTL (META's): a summary must not outlive the turns it
+    describes, so it expires with them.
 
     Returns WRITTEN, DUPLICATE (that exact summary key exists) or SUPERSEDED (META already
     records a summary at or beyond ``through_seq``). Raises ``StoreUnavailable`` on throttling
@@ -125,7 +101,7 @@ def summary_write(*, session_id: str, through_seq: int, text: str, generator: st
     now = now or utcnow()
     meta_probe = SessionMeta(pk, keys.META_SK)
     summary = Summary(pk, keys.summary_sk(through_seq), through_seq=through_seq, text=text, generator=generator,
-                      created_at=now, task_id=task_id)
+                      created_at=now, task_id=task_id, expires_at=expires_at)
     try:
         with TransactWrite(connection=dynamo.connection()) as tx:
             tx.save(summary, condition=Summary.pk.does_not_exist())
@@ -142,15 +118,15 @@ def summary_write(*, session_id: str, through_seq: int, text: str, generator: st
                 ),
             )
     except TransactWriteError as exc:
-        if (err := _store_boundary("TransactWriteItems", exc)) is not None:
+        if (err := dynamo.store_unavailable("TransactWriteItems", exc)) is not None:
             raise err from exc
-        if exc.cause_response_code != "TransactionCanceledException":
+        if not dynamo.is_race_lost(exc):
             raise
         # Decide from a consistent re-read, not the reasons: DAX drops CancellationReasons.
         if Summary.count(pk, Summary.sk == keys.summary_sk(through_seq), consistent_read=True):
             status = Outcome.DUPLICATE
         else:
-            meta = _meta_consistent(session_id)
+            meta = session_get(session_id=session_id, consistent=True)
             if int(meta.summary_through or 0) < through_seq:
                 raise StoreUnavailable(f"summary write for {session_id} cancelled for no visible reason; retry") from exc
             status = Outcome.SUPERSEDED
@@ -171,7 +147,7 @@ def _due_clear(session_id: str) -> bool:
             & SessionMeta.summary_due_pk.exists(),
         )
     except UpdateError as exc:
-        if exc.cause_response_code == "ConditionalCheckFailedException":
+        if dynamo.is_condition_failed(exc):
             return False
         # A marker left behind costs one extra sweep look-up, never a wrong summary.
         log.warning("could not clear summary_due marker of %s: %s", session_id, exc)
@@ -191,7 +167,7 @@ def summary_generate(*, session_id: str, task_id: str | None = None,
     validate_id(session_id, field="session_id")
     token = task_id or uuid.uuid4().hex
     try:
-        meta = _meta_consistent(session_id)
+        meta = session_get(session_id=session_id, consistent=True)
         through = int(meta.turn_count or 0)
         if through == 0:
             return SummaryOutcome(status=Outcome.EMPTY, session_id=session_id, through_seq=0)
@@ -205,11 +181,11 @@ def summary_generate(*, session_id: str, task_id: str | None = None,
             transcript = transcript_read(meta=meta, through_seq=through)
             result = (summarizer or summarizer_get()).summarize(transcript)
             return summary_write(session_id=session_id, through_seq=through, text=result.text,
-                                 generator=result.generator, task_id=task_id)
+                                 generator=result.generator, expires_at=meta.expires_at, task_id=task_id)
         finally:
             summary_lock_release(session_id=session_id, token=token)
     except PynamoDBException as exc:
-        if (err := _store_boundary(type(exc).__name__, exc)) is not None:
+        if (err := dynamo.store_unavailable(type(exc).__name__, exc)) is not None:
             raise err from exc
         raise
 
@@ -221,39 +197,71 @@ def summary_request(*, session_id: str, reason: str) -> str | None:
 
     Never raises: it runs after an append or a close has been stored, and a summary is never worth
     failing those for. Broker down → logged, counted (``summary_enqueue_failures``), and the
-    sweep asks again once the session is idle. Then marks META pending (best effort, guarded so
-    it cannot mark a session whose summary already covers its last turn).
-    """
-    from mangaassist.celery import app  # the app imports Django settings; keep services importable without it
+    sweep asks again once the session is idle.
 
+    META is marked pending for this task id *before* the task is published: a fast worker's
+    retry and failure records (``summary_mark_attempt``) must land after it, or the pending mark
+    would overwrite them (a failed summary shown as pending, its retries reset to 0). Marking is
+    best effort and guarded, so it cannot mark a session whose summary already covers its last
+    turn; if publishing then fails, the mark is taken back (only while it is still this task's).
+    """
     task_id = uuid.uuid4().hex
+    marked = _pending_mark(session_id=session_id, task_id=task_id)
     try:
-        # retry=False: publishing happens inside the customer's request; a down broker must cost
-        # one fast connection error (CELERY_BROKER_CONNECTION_TIMEOUT), not kombu's retry loop.
-        app.send_task(TASK_NAME, args=[session_id], task_id=task_id, retry=False)
-    except Exception as exc:  # kombu raises OperationalError, redis-py ConnectionError, OSError, ...
+        task_publish(name=TASK_NAME, args=[session_id], task_id=task_id)
+    except QueueUnavailable as exc:
         with _counter_lock:
             _enqueue_failures[reason] += 1
-        log.warning("could not enqueue summary of %s (%s): %s: %s", session_id, reason, type(exc).__name__, exc)
+        log.warning("could not enqueue summary of %s (%s): %s", session_id, reason, exc)
+        if marked:
+            _pending_unmark(session_id=session_id, task_id=task_id, error=exc.message)
         return None
-    try:
-        SessionMeta(keys.session_pk(session_id), keys.META_SK).update(
-            actions=[
-                SessionMeta.summary_state.set(SummaryStates.PENDING),
-                SessionMeta.summary_task_id.set(task_id),
-                SessionMeta.summary_requested_at.set(utcnow()),
-                SessionMeta.summary_retries.set(0),
-                SessionMeta.summary_error.remove(),
-            ],
-            condition=SessionMeta.pk.exists() & (SessionMeta.summary_through < SessionMeta.turn_count),
-        )
-    except UpdateError as exc:
-        if exc.cause_response_code != "ConditionalCheckFailedException":
-            log.warning("could not mark summary of %s pending: %s", session_id, exc)
-    except Exception as exc:  # StoreUnavailable and friends: the task is queued; state is cosmetic
-        log.warning("could not mark summary of %s pending: %s", session_id, exc)
     log.info("summary of %s requested (%s): task %s", session_id, reason, task_id)
     return task_id
+
+
+def _meta_update_best_effort(*, session_id: str, what: str, actions: list, condition) -> bool:
+    """One guarded META update whose failure only costs the console a less precise state.
+    Returns whether it applied."""
+    try:
+        SessionMeta(keys.session_pk(session_id), keys.META_SK).update(actions=actions, condition=condition)
+    except UpdateError as exc:
+        if not dynamo.is_condition_failed(exc):
+            log.warning("could not %s for %s: %s", what, session_id, exc)
+        return False
+    except Exception as exc:  # StoreUnavailable and friends: the summary itself is unaffected
+        log.warning("could not %s for %s: %s", what, session_id, exc)
+        return False
+    return True
+
+
+def _pending_mark(*, session_id: str, task_id: str) -> bool:
+    return _meta_update_best_effort(
+        session_id=session_id, what="mark the summary pending",
+        actions=[
+            SessionMeta.summary_state.set(SummaryStates.PENDING),
+            SessionMeta.summary_task_id.set(task_id),
+            SessionMeta.summary_requested_at.set(utcnow()),
+            SessionMeta.summary_retries.set(0),
+            SessionMeta.summary_error.remove(),
+        ],
+        condition=SessionMeta.pk.exists() & (SessionMeta.summary_through < SessionMeta.turn_count),
+    )
+
+
+def _pending_unmark(*, session_id: str, task_id: str, error: str) -> bool:
+    """The task was never queued: nothing is pending. Says why on META, for the console."""
+    return _meta_update_best_effort(
+        session_id=session_id, what="take back the pending mark",
+        actions=[
+            SessionMeta.summary_state.remove(),
+            SessionMeta.summary_task_id.remove(),
+            SessionMeta.summary_requested_at.remove(),
+            SessionMeta.summary_retries.remove(),
+            SessionMeta.summary_error.set(f"not queued: {error}"[:MAX_ERROR_CHARS]),
+        ],
+        condition=SessionMeta.pk.exists() & (SessionMeta.summary_task_id == task_id),
+    )
 
 
 def summary_mark_attempt(*, session_id: str, task_id: str, retries: int, error: str, failed: bool) -> None:
@@ -265,20 +273,14 @@ def summary_mark_attempt(*, session_id: str, task_id: str, retries: int, error: 
     ]
     if failed:
         actions.append(SessionMeta.summary_state.set(SummaryStates.FAILED))
-    try:
-        SessionMeta(keys.session_pk(session_id), keys.META_SK).update(
-            actions=actions,
-            # Monotonic retries: on_retry of attempt n can run after attempt n+1 started (the
-            # retry is published first), so an older report must not overwrite a newer one.
-            condition=SessionMeta.pk.exists() & (SessionMeta.summary_task_id == task_id)
-            & (SessionMeta.summary_through < SessionMeta.turn_count)
-            & (SessionMeta.summary_retries.does_not_exist() | (SessionMeta.summary_retries <= retries)),
-        )
-    except UpdateError as exc:
-        if exc.cause_response_code != "ConditionalCheckFailedException":
-            log.warning("could not record summary attempt of %s: %s", session_id, exc)
-    except Exception as exc:
-        log.warning("could not record summary attempt of %s: %s", session_id, exc)
+    _meta_update_best_effort(
+        session_id=session_id, what="record a summary attempt", actions=actions,
+        # Monotonic retries: on_retry of attempt n can run after attempt n+1 started (the
+        # retry is published first), so an older report must not overwrite a newer one.
+        condition=SessionMeta.pk.exists() & (SessionMeta.summary_task_id == task_id)
+        & (SessionMeta.summary_through < SessionMeta.turn_count)
+        & (SessionMeta.summary_retries.does_not_exist() | (SessionMeta.summary_retries <= retries)),
+    )
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Appending turns: the hot write path (architecture.md §3)."""
+"""Appending turns: the hot write path (docs/architecture.md §Write path)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from pynamodb.transactions import TransactWrite
 
 from .. import dynamo, keys
 from ..realtime import RateDecision, context_cache_turn_written, rate_limit_hit, session_write_lock
-from ..exceptions import ConflictRetryExhausted, InvalidInput, SessionClosed, SessionNotFound
+from ..exceptions import ConflictRetryExhausted, InvalidInput, SessionClosed
 from ..models import ClientMessageMarker, SessionMeta, SessionStatus, Turn
+from ..selectors.sessions import session_get
 from ..clock import utcnow
 from ..ids import validate_id
 from .summaries import summary_request
@@ -27,9 +28,6 @@ ROLES = ("user", "assistant", "system")
 MAX_ATTEMPTS = 64
 MAX_TOKENS = 1_000_000_000
 MAX_LATENCY_MS = 86_400_000  # a day
-# A transaction that lost a race (a condition failed, or another transaction held an item) is
-# retried; anything else — validation, throttling, access — is not ours to retry here.
-_RACE_CODES = frozenset({"TransactionCanceledException", "TransactionConflictException"})
 
 
 @dataclass(frozen=True)
@@ -63,13 +61,6 @@ def turn_validate(*, role: str, text: str, client_msg_id: str, model, latency_ms
             raise InvalidInput(f"{name} must be a number from 0 to {upper}", field=name)
         if name != "latency_ms" and value != int(value):
             raise InvalidInput(f"{name} must be a whole number", field=name)
-
-
-def _read_meta(session_id: str) -> SessionMeta:
-    try:
-        return SessionMeta.get(keys.session_pk(session_id), keys.META_SK, consistent_read=True)
-    except SessionMeta.DoesNotExist:
-        raise SessionNotFound(f"session {session_id} does not exist", field="session_id") from None
 
 
 def _stored_turn_for(session_id: str, client_msg_id: str) -> Turn | None:
@@ -109,7 +100,7 @@ def turn_write(
     turn_validate(role=role, text=text, client_msg_id=client_msg_id, model=model, latency_ms=latency_ms,
               tokens_in=tokens_in, tokens_out=tokens_out)
     pk = keys.session_pk(session_id)
-    meta = meta or _read_meta(session_id)
+    meta = meta or session_get(session_id=session_id, consistent=True)
     for attempt in range(MAX_ATTEMPTS):
         if meta.status == SessionStatus.CLOSED:
             stored = _stored_turn_for(session_id, client_msg_id)
@@ -145,7 +136,9 @@ def turn_write(
                     condition=(SessionMeta.turn_count == expected) & (SessionMeta.status != SessionStatus.CLOSED),
                 )
         except TransactWriteError as exc:
-            if exc.cause_response_code not in _RACE_CODES:
+            # A lost race is retried; anything else (validation, throttling, access) is not
+            # ours to retry here.
+            if not dynamo.is_race_lost(exc):
                 raise
             # Which condition failed is not always reported (DAX drops CancellationReasons), so
             # decide from a consistent re-read instead of from the error.
@@ -153,7 +146,7 @@ def turn_write(
             stored = _stored_turn_for(session_id, client_msg_id)
             if stored is not None:
                 return AppendResult(turn=stored, created=False, meta=meta)
-            meta = _read_meta(session_id)
+            meta = session_get(session_id=session_id, consistent=True)
             time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
             continue
         return AppendResult(turn=turn, created=True, meta=meta)
@@ -188,7 +181,7 @@ def turn_append(
     # The lock comes first so the META we read inside it is the one we write against: reading
     # before waiting for a busy lock would make the first transaction lose by construction.
     with session_write_lock(session_id=session_id):
-        meta = _read_meta(session_id)
+        meta = session_get(session_id=session_id, consistent=True)
         decision = None
         if meta.status != SessionStatus.CLOSED:
             decision = rate_limit_hit(customer_id=meta.customer_id)

@@ -105,3 +105,19 @@ def test_heartbeat_without_a_body(api):
 def test_heartbeat_rejects_a_bad_connection_id(api):
     response = api.post("/sessions/s1/heartbeat", {"connection_id": "has space"})
     assert response.status_code == 400 and error_of(response)["field"] == "connection_id"
+
+
+def test_close_through_the_api_drops_the_cached_context_and_clears_presence(api):
+    """The bot's context must say "closed" at once, not after CONTEXT_CACHE_TTL: every entry
+    point closes through the one service, which drops the cached contexts and the presence."""
+    session_id = start_session(api)
+    assert api.post(f"/sessions/{session_id}/turns", {"role": "user", "text": "hi", "client_msg_id": "c-1"}).status_code == 201
+    api.post(f"/sessions/{session_id}/heartbeat", {"connection_id": "conn-9"})
+    api.get(f"/sessions/{session_id}/context")
+    cached = api.get(f"/sessions/{session_id}/context")
+    assert cached["X-Context-Source"] == "redis" and cached.json()["session"]["status"] == "active"
+    assert api.post(f"/sessions/{session_id}/close").status_code == 200
+    after = api.get(f"/sessions/{session_id}/context")
+    assert after["X-Context-Source"] != "redis"
+    assert after.json()["session"]["status"] == "closed"
+    assert presence_get(session_id=session_id).state == "offline"

@@ -143,7 +143,7 @@ def test_many_small_sessions_share_full_requests_and_all_arrive(ddb, monkeypatch
     assert max(writes.sizes) == bulk.BATCH_WRITE_MAX_ITEMS
     assert sorted(writes.sent_keys()) == sorted(set(writes.sent_keys()))  # nothing written twice
     # The DAX bypass is per thread: the pool threads that write must have it on too.
-    assert writes.routes == {dynamo.PATH_DYNAMODB}
+    assert writes.routes == {dynamo.ROUTE_DYNAMODB}
 
 
 def test_meta_is_sent_only_after_every_item_of_its_session_was_written(ddb, monkeypatch, no_backoff):

@@ -21,7 +21,12 @@ def test_append_then_context_load_is_never_stale_with_the_cache_on(ddb, read_pat
         sources.add(loaded.source)
         again = selectors.context_load(session_id=meta.session_id, turns=5)
         assert again.source == "redis" and json.loads(again.payload) == body
-    assert sources == {"dynamodb" if read_path == "direct" else "dax"}
+    # Observed routes: through DAX, a META read that lagged the append was re-read strongly
+    # consistent, and those loads say so.
+    if read_path == "direct":
+        assert sources == {"dynamodb"}
+    else:
+        assert "dax" in sources and sources <= {"dax", "dynamodb-consistent"}
 
 
 def test_context_cache_is_keyed_by_turn_count_variant(ddb, redis_client):

@@ -62,7 +62,7 @@ def _calls(path):
 def test_eventual_reads_go_to_dax_and_consistent_reads_to_dynamodb(node):
     meta = make_session(turns=2)
     before = node.stats()
-    dax, direct = _calls("dax"), _calls("dynamodb")
+    dax, direct = _calls("dax"), _calls("dynamodb-consistent")
     selectors.session_get(session_id=meta.session_id)
     selectors.session_get(session_id=meta.session_id)
     after = node.stats()
@@ -70,7 +70,7 @@ def test_eventual_reads_go_to_dax_and_consistent_reads_to_dynamodb(node):
     assert after["GetItemRequestCount"] == before["GetItemRequestCount"] + 2
     assert after["ItemCacheHits"] > before["ItemCacheHits"]
     selectors.session_get(session_id=meta.session_id, consistent=True)
-    assert _calls("dynamodb") == direct + 1
+    assert _calls("dynamodb-consistent") == direct + 1
     assert node.stats()["GetItemRequestCount"] == after["GetItemRequestCount"]
 
 
@@ -92,6 +92,7 @@ def test_killed_node_falls_back_without_errors_and_reads_return_to_dax_after_res
     for _ in range(5):  # no error reaches the caller while the node is gone
         ctx = selectors.context_read(session_id=meta.session_id, turns=3, min_seq=3)
         assert [t.seq for t in ctx.turns] == [1, 2, 3]
+        assert ctx.provenance["source"] == "fallback"  # observed, whatever DAX_ENDPOINTS says
     assert _calls("fallback") >= 5
     services.turn_write(session_id=meta.session_id, role="user", text="while DAX is down", client_msg_id="down-1")
     node.restart()
@@ -135,3 +136,36 @@ def test_bulk_loads_bypass_dax(node):
     after = node.stats()
     assert after.get("BatchWriteItemRequestCount", 0) == before.get("BatchWriteItemRequestCount", 0)
     assert _calls("dynamodb") > 0
+
+
+def test_context_provenance_names_the_route_each_read_actually_took(node):
+    meta = make_session(turns=2)
+    ctx = selectors.context_read(session_id=meta.session_id, turns=2, min_seq=2)
+    assert ctx.provenance["source"] == "dax" and set(ctx.provenance["routes"]) == {"dax"}
+    # A caller that knows of a newer turn than META shows: META is re-read strongly consistent,
+    # and the label says so instead of "dax".
+    lagging = selectors.context_read(session_id=meta.session_id, turns=2, min_seq=5)
+    assert lagging.provenance["consistent_retry"] is True
+    assert lagging.provenance["source"] == "dynamodb-consistent"
+    assert "dax" in lagging.provenance["routes"] and "dynamodb-consistent" in lagging.provenance["routes"]
+    # META and the turns (no summary yet, so no third read).
+    assert selectors.context_read(session_id=meta.session_id, turns=2, consistent=True).provenance["routes"] == (
+        "dynamodb-consistent",) * 2
+
+
+def test_routes_recorded_blocks_nest_and_see_only_their_own_calls(node):
+    meta = make_session(turns=1)
+    with dynamo.routes_recorded() as outer:
+        selectors.session_get(session_id=meta.session_id)
+        with dynamo.routes_recorded() as inner:
+            selectors.session_get(session_id=meta.session_id, consistent=True)
+    assert inner.routes == ["dynamodb-consistent"] and inner.label == "dynamodb-consistent"
+    assert outer.routes == ["dax", "dynamodb-consistent"] and outer.label == "dynamodb-consistent"
+    with dynamo.routes_recorded() as idle:
+        pass
+    assert idle.label is None
+    node.kill()
+    with dynamo.routes_recorded() as down:
+        selectors.session_get(session_id=meta.session_id)
+    assert down.routes == ["fallback"]
+    node.restart()

@@ -36,7 +36,7 @@ def test_rerun_over_the_same_turns_writes_nothing_new(ddb, redis_client):
     assert summary_generate(session_id=meta.session_id).status == Outcome.WRITTEN
     assert summary_generate(session_id=meta.session_id).status == Outcome.COVERED
     # A redelivered task that had read the same turns tries the same key: refused.
-    again = summary_write(session_id=meta.session_id, through_seq=3, text="other", generator="x")
+    again = summary_write(session_id=meta.session_id, through_seq=3, text="other", generator="x", expires_at=meta.expires_at)
     assert again.status == Outcome.DUPLICATE
     [item] = summaries_of(meta.session_id)
     assert item.generator == "extractive-v1"
@@ -44,8 +44,8 @@ def test_rerun_over_the_same_turns_writes_nothing_new(ddb, redis_client):
 
 def test_a_slower_run_over_fewer_turns_never_replaces_a_newer_summary(ddb, redis_client):
     meta = make_session(turns=6)
-    assert summary_write(session_id=meta.session_id, through_seq=6, text="newer", generator="g").status == Outcome.WRITTEN
-    late = summary_write(session_id=meta.session_id, through_seq=4, text="older", generator="g")
+    assert summary_write(session_id=meta.session_id, through_seq=6, text="newer", generator="g", expires_at=meta.expires_at).status == Outcome.WRITTEN
+    late = summary_write(session_id=meta.session_id, through_seq=4, text="older", generator="g", expires_at=meta.expires_at)
     assert late.status == Outcome.SUPERSEDED
     assert [int(s.through_seq) for s in summaries_of(meta.session_id)] == [6]  # the put rolled back with it
     assert int(meta_of(meta.session_id).summary_through) == 6
@@ -95,7 +95,7 @@ def test_due_marker_stays_when_a_turn_lands_after_the_summary_read(ddb, redis_cl
     turn_write(session_id=meta.session_id, role="user", text="a", client_msg_id="a")
     turn_write(session_id=meta.session_id, role="user", text="b", client_msg_id="b")
     # A run that read only turn 1 writes its summary after turn 2 landed.
-    assert summary_write(session_id=meta.session_id, through_seq=1, text="s", generator="g").status == Outcome.WRITTEN
+    assert summary_write(session_id=meta.session_id, through_seq=1, text="s", generator="g", expires_at=meta.expires_at).status == Outcome.WRITTEN
     assert meta_of(meta.session_id).summary_due_pk is not None
 
 
@@ -136,3 +136,37 @@ def test_an_old_tasks_failure_does_not_mark_a_newer_request_failed(ddb, redis_cl
     summaries.summary_mark_attempt(session_id=meta.session_id, task_id=old, retries=6, error="boom", failed=True)
     state = summary_state(meta=meta_of(meta.session_id))
     assert (state.state, state.task_id, state.error) == (SummaryStates.PENDING, new, None)
+
+
+def test_a_fast_workers_records_are_never_overwritten_by_the_request(ddb, redis_client, monkeypatch):
+    """The broker hands the task to a worker that retries twice and gives up before the request
+    returns: its records must stand (the request marks META pending before it publishes)."""
+    meta = make_session(turns=3)
+    published = []
+
+    def publish_then_fail_fast(*, name, args, task_id):
+        published.append(task_id)
+        summaries.summary_mark_attempt(session_id=args[0], task_id=task_id, retries=1, error="e1", failed=False)
+        summaries.summary_mark_attempt(session_id=args[0], task_id=task_id, retries=2, error="e2", failed=True)
+
+    monkeypatch.setattr(summaries, "task_publish", publish_then_fail_fast)
+    task_id = summaries.summary_request(session_id=meta.session_id, reason="test")
+    assert published == [task_id]
+    state = summary_state(meta=meta_of(meta.session_id))
+    assert (state.state, state.task_id, state.retries, state.error) == (SummaryStates.FAILED, task_id, 2, "e2")
+
+
+def test_a_request_the_broker_refused_leaves_nothing_pending_and_says_why(ddb, redis_client, monkeypatch):
+    from sessions_app.exceptions import QueueUnavailable
+
+    meta = make_session(turns=2)
+
+    def refuse(*, name, args, task_id):
+        raise QueueUnavailable("could not publish: ConnectionError: refused")
+
+    monkeypatch.setattr(summaries, "task_publish", refuse)
+    assert summaries.summary_request(session_id=meta.session_id, reason="test") is None
+    stored = meta_of(meta.session_id)
+    assert (stored.summary_state, stored.summary_task_id, stored.summary_requested_at) == (None, None, None)
+    assert stored.summary_error.startswith("not queued: could not publish")
+    assert summary_state(meta=stored).state == SummaryStates.NONE

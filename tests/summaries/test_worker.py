@@ -77,7 +77,7 @@ def sweep_sessions(ddb, settings):
     settings.SUMMARY_IDLE_MINUTES = 15
     s = {name: make_session(turns=4, customer_id=f"cust-{name}").session_id for name in "ABCDE"}
     summaries.summary_generate(session_id=s["B"])
-    summary_write(session_id=s["D"], through_seq=2, text="partial", generator="g")
+    summary_write(session_id=s["D"], through_seq=2, text="partial", generator="g", expires_at=meta_of(s["D"]).expires_at)
     meta = meta_of(s["E"])
     meta.update(actions=[SessionMeta.summary_state.set("pending"), SessionMeta.summary_requested_at.set(utcnow())])
     for name in "ABDE":
