@@ -96,8 +96,10 @@ def ddb(infra, table_name, settings):
 @pytest.fixture(autouse=True)
 def forbid_scans():
     """Fail any test in which product code issues a DynamoDB Scan (staff pages must Query)."""
-    from pynamodb.signals import pre_dynamodb_send
+    from pynamodb.signals import pre_dynamodb_send, signals_available
 
+    # Without blinker PynamoDB's signals do nothing, and this guard would pass every test.
+    assert signals_available, "blinker is not installed: PynamoDB signals (the Scan guard) are off"
     scans = []
 
     def record(sender, operation_name, table_name, req_uuid):
