@@ -4,7 +4,7 @@ The broker is whatever ``CELERY_BROKER_URL`` names (Redis by default; ``amqp://`
 works by URL alone). Delivery semantics are at-least-once on purpose: tasks acknowledge after
 they finish (``task_acks_late``) and a task whose worker process died is put back
 (``task_reject_on_worker_lost``), so every task must be idempotent — the summary task is, by its
-conditional write. See architecture.md §6.
+conditional write. See docs/architecture.md §Celery.
 """
 
 import os

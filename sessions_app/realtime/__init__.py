@@ -1,7 +1,7 @@
 """The one package that talks to Redis: rate limit, write lock, presence, connections, context cache.
 
 Every key is built in ``keys.py`` and has a TTL; every function documents what it does when
-Redis is unavailable (architecture.md §5). Import the public API from here.
+Redis is unavailable (docs/architecture.md §Redis). Import the public API from here.
 """
 
 from .client import degraded_events, degraded_events_reset, redis_boundary, redis_connection

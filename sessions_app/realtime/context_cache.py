@@ -11,7 +11,7 @@ and drops every variant right after its DynamoDB write (``context_cache_turn_wri
 writer's next read misses and goes to the store; ``context_cache_put`` refuses to install a
 payload older than the hint, so a reader that loaded before a newer write can't re-install the
 old context afterwards. The hint is returned on every read so the store query can be bounded by
-it (architecture.md §4: a changed bound defeats DAX's query cache).
+it (docs/architecture.md §Read path: a changed bound defeats DAX's query cache).
 
 Limits: if Redis loses the hint (restart, eviction, or ``turn_written`` failing while Redis was
 unreachable but kept its data), a stale payload may be served until ``CONTEXT_CACHE_TTL``. A

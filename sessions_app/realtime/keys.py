@@ -2,7 +2,7 @@
 
 Pure functions, no I/O. Nothing outside this module spells a Redis key, so a privacy delete or a
 capacity review can read the whole key space here. Every key has a TTL: Redis is never the only
-copy of anything (architecture.md §5), so losing any of these keys costs latency, not data.
+copy of anything (docs/architecture.md §Redis), so losing any of these keys costs latency, not data.
 
 Keys are not prefixed with ``CACHES["default"]["KEY_PREFIX"]``: the raw client bypasses Django's
 cache key function, and the namespaces below cannot collide with Django cache keys

@@ -1,7 +1,7 @@
 """Per-session write lock: redis-py's ``Lock`` (random token, compare-and-delete release).
 
 The lock only keeps concurrent appends to one session from burning DynamoDB conditional-write
-retries; correctness comes from the conditional write (architecture.md §3). That is why losing
+retries; correctness comes from the conditional write (docs/architecture.md §Write path). That is why losing
 the lock — Redis down, or the lock expiring mid-write — is logged and tolerated, never fatal.
 """
 

@@ -33,7 +33,7 @@ def _turn_range(*, session_id: str, low: int, high: int, consistent: bool) -> li
 
     The key condition names the exact range. Turns never change once written, so a DAX query
     cache entry for a range is never wrong — and a new turn changes the range, so the newest
-    turn can never hide behind a cached "last N" result (architecture.md §4).
+    turn can never hide behind a cached "last N" result (docs/architecture.md §Read path).
     """
     if high < low:
         return []

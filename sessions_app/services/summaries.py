@@ -1,6 +1,6 @@
 """Writing session summaries, asking for them, and sweeping for sessions that need one.
 
-Contract of the write (architecture.md §6): a summary is keyed by the last turn it covers
+Contract of the write (docs/architecture.md §Summaries): a summary is keyed by the last turn it covers
 (``SUMMARY#<through_seq>``) and written in one TransactWriteItems with META:
 
 - the Summary put requires ``attribute_not_exists`` — a redelivered or duplicate task computing
