@@ -16,6 +16,9 @@ from django.conf import settings
 
 from devtools import procs
 
+# Fixtures some test packages share: Celery on the test broker, the DAX node and its read paths.
+pytest_plugins = ["tests.fixtures.celery_workers", "tests.fixtures.read_paths"]
+
 
 @pytest.fixture(scope="session", autouse=True)
 def infra(tmp_path_factory):

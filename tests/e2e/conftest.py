@@ -79,4 +79,4 @@ def shot(page, name: str) -> Path:
     return path
 
 # A real Celery worker for the summary test: the same fixtures the summaries suite uses.
-from tests.summaries.conftest import broker, broker_redis, worker  # noqa: E402,F401
+from tests.fixtures.celery_workers import broker, broker_redis, worker  # noqa: E402,F401

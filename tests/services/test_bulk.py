@@ -13,6 +13,7 @@ from sessions_app.models import ChatItem, ClientMessageMarker, SessionMeta, Turn
 from sessions_app.services import bulk
 from sessions_app.services.bulk import SessionSpec, sessions_bulk_load
 from tests.builders import at
+from tests.fixtures.read_paths import ddb  # noqa: F401  (each test runs direct and through DAX)
 
 
 def test_bulk_loaded_demo_sessions_are_complete_and_listed(ddb):

@@ -15,7 +15,7 @@ from sessions_app.services.summaries import Outcome, summary_generate, summary_w
 from sessions_app.services.turns import turn_append
 from tests.builders import make_session, msg_id
 
-from .conftest import meta_of, summaries_of
+from tests.fixtures.celery_workers import meta_of, summaries_of
 
 
 def test_generate_writes_a_summary_recording_range_generator_and_time(ddb, redis_client):

@@ -7,6 +7,7 @@ from sessions_app.models import SessionMeta
 from sessions_app.services import session_keys_backfill, table_delete
 from sessions_app.services.table import _desired_schema
 from tests.builders import at, make_session
+from tests.fixtures.read_paths import ddb  # noqa: F401  (each test runs direct and through DAX)
 
 DAY = date(2026, 11, 19)
 

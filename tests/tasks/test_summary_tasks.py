@@ -21,7 +21,7 @@ from sessions_app.services.summaries import TASK_NAME, summary_write
 from sessions_app.services.turns import turn_append
 from tests.builders import make_session, msg_id
 
-from .conftest import meta_of, summaries_of, use_broker, wait_for
+from tests.fixtures.celery_workers import meta_of, summaries_of, use_broker, wait_for
 
 
 def _append(session_id: str, n: int) -> None:

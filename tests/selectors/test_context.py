@@ -6,6 +6,7 @@ from sessions_app.exceptions import RateLimited
 
 from sessions_app import selectors, services
 from tests.builders import make_session, msg_id
+from tests.fixtures.read_paths import ddb  # noqa: F401  (each test runs direct and through DAX)
 
 
 def test_append_then_context_load_is_never_stale_with_the_cache_on(ddb, read_path, redis_client, settings):

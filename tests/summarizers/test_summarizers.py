@@ -15,6 +15,7 @@ from sessions_app.summarizers import (
 )
 from sessions_app.summarizers.bedrock import MAX_TRANSCRIPT_CHARS, BedrockSummarizer, transcript_text
 from sessions_app.summarizers.extractive import ExtractiveSummarizer
+from tests.fixtures.celery_workers import GATED_SUMMARIZER
 
 EN_CHAT = Transcript("s-en", "en", (
     TranscriptTurn(1, "user", "Hi! I just finished Chainsaw Man volume 11. Can you recommend something similar?"),
@@ -101,7 +102,7 @@ def test_extractive_summarizer_is_deterministic():
 def test_summarizer_is_chosen_by_setting(settings):
     settings.SUMMARIZER = "extractive"
     assert isinstance(summarizer_get(), ExtractiveSummarizer)
-    settings.SUMMARIZER = "tests.summaries.gated.GatedSummarizer"
+    settings.SUMMARIZER = GATED_SUMMARIZER
     assert type(summarizer_get()).__name__ == "GatedSummarizer"
 
 

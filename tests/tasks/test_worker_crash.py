@@ -17,7 +17,7 @@ from mangaassist.celery import app as celery_app
 from sessions_app.services.summaries import TASK_NAME
 from tests.builders import make_session
 
-from .conftest import meta_of, queue_empty, summaries_of, wait_for
+from tests.fixtures.celery_workers import GATED_SUMMARIZER, meta_of, queue_empty, summaries_of, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -38,7 +38,7 @@ def test_sigkilled_worker_task_is_redelivered_and_written_exactly_once(ddb, brok
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "mangaassist.settings",
         "DYNAMODB_TABLE": settings.DYNAMODB_TABLE,
-        "SUMMARIZER": "tests.summaries.gated.GatedSummarizer",
+        "SUMMARIZER": GATED_SUMMARIZER,
         # Redeliver an unacked message 2 s after it was reserved; look for such messages every second.
         "CELERY_VISIBILITY_TIMEOUT": "2",
         "CELERY_UNACKED_RESTORE_INTERVAL": "1",

@@ -7,6 +7,7 @@ import pytest
 from sessions_app import keys, selectors, services
 from sessions_app.exceptions import InvalidCursor, InvalidInput
 from tests.builders import at, make_session
+from tests.fixtures.read_paths import ddb  # noqa: F401  (each test runs direct and through DAX)
 
 DAYS = ["2026-11-18", "2026-11-19", "2026-11-20"]
 

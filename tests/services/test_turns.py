@@ -6,6 +6,7 @@ from sessions_app import keys, selectors, services
 from sessions_app.exceptions import InvalidInput, SessionClosed, SessionNotFound
 from sessions_app.models import ChatItem, Turn
 from tests.builders import make_session, msg_id
+from tests.fixtures.read_paths import ddb  # noqa: F401  (each test runs direct and through DAX)
 
 
 def _stored_turns(session_id):

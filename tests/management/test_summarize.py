@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 
 from tests.builders import at, make_session
 
-from .conftest import summaries_of
+from tests.fixtures.celery_workers import summaries_of
 
 
 def _run(*args) -> str:
