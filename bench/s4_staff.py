@@ -23,7 +23,7 @@ def run(stack, ctx, *, small: int, large: int, turns_each: int, big_turns: int, 
     from django.contrib.auth import get_user_model
     from django.test import Client
 
-    from sessions_app.selectors.staff import SUMMARY_STATES
+    from sessions_app.selectors.filters import SUMMARY_STATES
 
     from . import data
 

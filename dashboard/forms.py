@@ -1,14 +1,16 @@
-"""GET filter form of the sessions list (the URL is the state: every filter is a query parameter)."""
+"""Forms of the console. The sessions list's filter form is a GET form (the URL is the state:
+every filter is a query parameter) that parses text into a ``SessionFilter``, which holds the
+rules."""
 
 from __future__ import annotations
 
 from django import forms
 from django.core.validators import RegexValidator
 
+from sessions_app.exceptions import InvalidInput
 from sessions_app.ids import ID_PATTERN, ID_RULE
-from sessions_app.models import SessionStatus
-from sessions_app.selectors.staff import SUMMARY_STATES
-from sessions_app.services.sessions import CHANNELS
+from sessions_app.models import CHANNELS, SessionStatus
+from sessions_app.selectors.filters import SUMMARY_STATES, SessionFilter
 
 # The alphabet of sessions_app.ids: ids become DynamoDB and Redis keys.
 ID_VALIDATOR = RegexValidator(ID_PATTERN, ID_RULE)
@@ -27,25 +29,30 @@ class SessionFilterForm(forms.Form):
     summary = forms.ChoiceField(required=False, choices=_choices(SUMMARY_STATES), label="Summary")
     online = forms.BooleanField(required=False, label="Online now")
 
+    # SessionFilter field → this form's field (the URL keeps the console's shorter names).
+    FORM_FIELDS = {"day_from": "day_from", "day_to": "day_to", "customer_id": "customer", "status": "status",
+                   "channel": "channel", "summary_state": "summary", "online": "online"}
+
     def clean(self):
         data = super().clean()
-        if data.get("day_from") and data.get("day_to") and data["day_from"] > data["day_to"]:
-            self.add_error("day_from", "must not be after To")
+        if self.errors:
+            return data
+        try:
+            self.session_filter = SessionFilter(
+                day_from=data.get("day_from"), day_to=data.get("day_to"), customer_id=data.get("customer") or None,
+                status=data.get("status") or None, channel=data.get("channel") or None,
+                summary_state=data.get("summary") or None, online=bool(data.get("online")),
+            )
+        except InvalidInput as exc:
+            self.add_error(self.FORM_FIELDS.get(exc.field), self._in_labels(exc.message))
         return data
 
-    def selector_kwargs(self) -> dict:
-        """The cleaned filters as ``session_browse`` keyword arguments."""
-        d = self.cleaned_data
-        return {
-            "day_from": d.get("day_from"),
-            "day_to": d.get("day_to"),
-            "customer_id": d.get("customer") or None,
-            "status": d.get("status") or None,
-            "channel": d.get("channel") or None,
-            "summary_state": d.get("summary") or None,
-            "online": bool(d.get("online")),
-        }
+    def _in_labels(self, message: str) -> str:
+        """The filter's message in the words of this form ("day_from" → "From")."""
+        for name, form_field in self.FORM_FIELDS.items():
+            message = message.replace(name, str(self.fields[form_field].label or form_field))
+        return message
 
 
 class DeleteConfirmForm(forms.Form):
-    confirm = forms.CharField(max_length=128, label="Type the session id to confirm")
+    confirm = forms.CharField(max_length=128, label="Type the id to confirm")

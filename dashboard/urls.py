@@ -19,4 +19,5 @@ urlpatterns = [
     path("sessions/<str:session_id>/delete/", views.session_delete_view, name="session_delete"),
     path("customers/<str:customer_id>/", views.customer_detail_view, name="customer_detail"),
     path("customers/<str:customer_id>/export/", views.customer_export, name="customer_export"),
+    path("customers/<str:customer_id>/delete/", views.customer_delete_view, name="customer_delete"),
 ]

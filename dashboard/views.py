@@ -7,22 +7,26 @@ are POST-only (CSRF-protected) and are audited by the services they call.
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from sessions_app.exceptions import InvalidInput
-from sessions_app.selectors import staff as staff_selectors
-from sessions_app.selectors.sessions import session_get
-from sessions_app.services import staff as staff_services
 from sessions_app.ids import validate_id
+from sessions_app.selectors import detail as detail_selectors
+from sessions_app.selectors.browse import session_browse
+from sessions_app.selectors.export import export_format, export_response, session_iter_filtered
+from sessions_app.selectors.filters import SessionFilter
+from sessions_app.selectors.overview import overview_metrics
+from sessions_app.selectors.privacy import privacy_customer_plan, privacy_delete_plan
+from sessions_app.selectors.sessions import session_get
+from sessions_app.services import privacy as privacy_services
+from sessions_app.services import staff as staff_services
 
-from .access import OPERATE, VIEW, console_view, object_check
+from .access import OPERATE, VIEW, console_view
 from .forms import DeleteConfirmForm, SessionFilterForm
-
-EXPORT_FORMATS = {"json": "application/json; charset=utf-8", "csv": "text/csv; charset=utf-8"}
 
 
 def _id(value: str, *, field: str) -> str:
@@ -37,15 +41,13 @@ def _id(value: str, *, field: str) -> str:
 @require_GET
 @console_view(VIEW)
 def overview(request: HttpRequest) -> HttpResponse:
-    metrics = staff_selectors.overview_metrics()
-    return render(request, "dashboard/overview.html", {"m": metrics})
+    return render(request, "dashboard/overview.html", {"m": overview_metrics()})
 
 
 @require_GET
 @console_view(VIEW)
 def overview_metrics_partial(request: HttpRequest) -> HttpResponse:
-    metrics = staff_selectors.overview_metrics()
-    return render(request, "dashboard/partials/overview_metrics.html", {"m": metrics})
+    return render(request, "dashboard/partials/overview_metrics.html", {"m": overview_metrics()})
 
 
 # --- sessions -------------------------------------------------------------------------------------
@@ -59,8 +61,8 @@ def session_list_view(request: HttpRequest) -> HttpResponse:
         status = 400
     else:
         status = 200
-        filters = form.selector_kwargs() if form.is_bound else {}
-        page = staff_selectors.session_browse(**filters, cursor=request.GET.get("cursor") or None)
+        filters = form.session_filter if form.is_bound else SessionFilter()
+        page = session_browse(filters=filters, cursor=request.GET.get("cursor") or None)
     query = request.GET.copy()
     query.pop("cursor", None)
     return render(request, "dashboard/session_list.html", {
@@ -72,17 +74,15 @@ def session_list_view(request: HttpRequest) -> HttpResponse:
 @require_GET
 @console_view(VIEW)
 def session_detail_view(request: HttpRequest, session_id: str) -> HttpResponse:
-    detail = staff_selectors.session_detail(session_id=_id(session_id, field="session_id"))
-    object_check(request, perm=VIEW, obj=detail.meta)
+    detail = detail_selectors.session_detail(session_id=_id(session_id, field="session_id"))
     return render(request, "dashboard/session_detail.html", {"d": detail, "meta": detail.meta})
 
 
 @require_GET
 @console_view(VIEW)
 def session_turns_older_view(request: HttpRequest, session_id: str) -> HttpResponse:
-    page, read = staff_selectors.session_turns_older(session_id=_id(session_id, field="session_id"),
-                                                    cursor=request.GET.get("cursor", ""))
-    object_check(request, perm=VIEW, obj=session_id)
+    page, read = detail_selectors.session_turns_older(session_id=_id(session_id, field="session_id"),
+                                                     cursor=request.GET.get("cursor", ""))
     return render(request, "dashboard/partials/turns.html", {"turns": page.turns, "cursor": page.cursor,
                                                              "session_id": session_id, "read": read})
 
@@ -90,33 +90,29 @@ def session_turns_older_view(request: HttpRequest, session_id: str) -> HttpRespo
 @require_GET
 @console_view(VIEW)
 def session_summary_panel(request: HttpRequest, session_id: str) -> HttpResponse:
-    return _summary_panel(request, session_id)
+    return _summary_panel(request, _id(session_id, field="session_id"))
 
 
 def _summary_panel(request: HttpRequest, session_id: str) -> HttpResponse:
-    panel = staff_selectors.session_summary_panel(session_id=_id(session_id, field="session_id"))
-    object_check(request, perm=VIEW, obj=panel.meta)
-    return render(request, "dashboard/partials/summary_panel.html", {"p": panel, "meta": panel.meta, "state": panel.state, "summary_read": panel.read})
+    panel = detail_selectors.session_summary_panel(session_id=session_id)
+    return render(request, "dashboard/partials/summary_panel.html",
+                  {"p": panel, "meta": panel.meta, "state": panel.state, "summary_read": panel.read})
 
 
 @require_GET
 @console_view(VIEW)
 def session_verify_view(request: HttpRequest, session_id: str) -> HttpResponse:
-    report = staff_selectors.session_verify(session_id=_id(session_id, field="session_id"))
-    object_check(request, perm=VIEW, obj=session_id)
+    report = detail_selectors.session_verify(session_id=_id(session_id, field="session_id"))
     return render(request, "dashboard/partials/verify.html", {"report": report})
 
 
 @require_GET
 @console_view(VIEW)
 def customer_detail_view(request: HttpRequest, customer_id: str) -> HttpResponse:
-    customer_id = _id(customer_id, field="customer_id")
-    object_check(request, perm=VIEW, obj=customer_id)
-    day_from, day_to = staff_selectors.customer_window()
-    page = staff_selectors.session_browse(customer_id=customer_id, day_from=day_from, day_to=day_to,
-                                          cursor=request.GET.get("cursor") or None)
+    filters = SessionFilter.for_customer(_id(customer_id, field="customer_id"))
+    page = session_browse(filters=filters, cursor=request.GET.get("cursor") or None)
     return render(request, "dashboard/customer_detail.html", {
-        "customer_id": customer_id, "page": page, "day_from": day_from,
+        "customer_id": customer_id, "page": page, "day_from": filters.day_from,
         "next_url": f"?{urlencode({'cursor': page.cursor})}" if page.cursor else None,
     })
 
@@ -131,7 +127,6 @@ def _back_to_session(request: HttpRequest, session_id: str) -> HttpResponse:
 @console_view(OPERATE)
 def session_close_view(request: HttpRequest, session_id: str) -> HttpResponse:
     session_id = _id(session_id, field="session_id")
-    object_check(request, perm=OPERATE, obj=session_id, session_id=session_id)
     _, changed = staff_services.staff_session_close(actor=request.user, session_id=session_id)
     messages.success(request, "Session closed." if changed else "Session was already closed.")
     return _back_to_session(request, session_id)
@@ -141,7 +136,6 @@ def session_close_view(request: HttpRequest, session_id: str) -> HttpResponse:
 @console_view(OPERATE)
 def session_summarize_view(request: HttpRequest, session_id: str) -> HttpResponse:
     session_id = _id(session_id, field="session_id")
-    object_check(request, perm=OPERATE, obj=session_id, session_id=session_id)
     task_id = staff_services.staff_summary_request(actor=request.user, session_id=session_id)
     if request.htmx:  # the panel itself shows the task id and state, and polls while pending
         return _summary_panel(request, session_id)
@@ -157,29 +151,29 @@ def session_summarize_view(request: HttpRequest, session_id: str) -> HttpRespons
 def session_delete_view(request: HttpRequest, session_id: str) -> HttpResponse:
     """GET: the dry run (what would be deleted). POST: the delete, answered with its receipt."""
     session_id = _id(session_id, field="session_id")
-    object_check(request, perm=OPERATE, obj=session_id, session_id=session_id)
     if request.method == "GET":
-        plan = staff_services.privacy_delete_plan(session_id=session_id)
+        plan = privacy_delete_plan(session_id=session_id)
         return render(request, "dashboard/session_delete.html", {"plan": plan, "form": DeleteConfirmForm()})
-    form = DeleteConfirmForm(request.POST)
-    confirm = form.data.get("confirm", "")
-    receipt = staff_services.privacy_delete_execute(actor=request.user, session_id=session_id, confirm=confirm)
+    receipt = privacy_services.privacy_delete_execute(actor=request.user, session_id=session_id,
+                                                      confirm=request.POST.get("confirm", ""))
     return render(request, "dashboard/session_delete_receipt.html", {"receipt": receipt})
 
 
-def _stream(*, fmt: str, sessions, filename: str) -> StreamingHttpResponse:
-    chunks = (staff_selectors.export_json_chunks if fmt == "json" else staff_selectors.export_csv_chunks)(sessions=sessions)
-    response = StreamingHttpResponse(chunks, content_type=EXPORT_FORMATS[fmt])
-    response["Content-Disposition"] = f'attachment; filename="{filename}.{fmt}"'
-    response["Cache-Control"] = "no-store"
-    return response
+@require_http_methods(["GET", "POST"])
+@console_view(OPERATE)
+def customer_delete_view(request: HttpRequest, customer_id: str) -> HttpResponse:
+    """GET: the dry run for everything of the customer. POST: the delete, answered with its receipt."""
+    customer_id = _id(customer_id, field="customer_id")
+    if request.method == "GET":
+        plan = privacy_customer_plan(customer_id=customer_id)
+        return render(request, "dashboard/customer_delete.html", {"plan": plan, "form": DeleteConfirmForm()})
+    receipt = privacy_services.privacy_customer_delete(actor=request.user, customer_id=customer_id,
+                                                       confirm=request.POST.get("confirm", ""))
+    return render(request, "dashboard/customer_delete_receipt.html", {"receipt": receipt})
 
 
 def _format(request: HttpRequest) -> str:
-    fmt = request.POST.get("format", "json")
-    if fmt not in EXPORT_FORMATS:
-        raise InvalidInput("format must be json or csv", field="format")
-    return fmt
+    return export_format(request.POST.get("format", "json"))
 
 
 @require_POST
@@ -187,21 +181,18 @@ def _format(request: HttpRequest) -> str:
 def session_export(request: HttpRequest, session_id: str) -> HttpResponse:
     session_id, fmt = _id(session_id, field="session_id"), _format(request)
     meta = session_get(session_id=session_id)
-    object_check(request, perm=OPERATE, obj=meta, session_id=session_id)
     staff_services.staff_export_record(actor=request.user, fmt=fmt, scope="session", session_id=session_id,
                                        customer_id=meta.customer_id)
-    return _stream(fmt=fmt, sessions=[meta], filename=f"session-{session_id}")
+    return export_response(fmt=fmt, sessions=[meta], filename=f"session-{session_id}")
 
 
 @require_POST
 @console_view(OPERATE)
 def customer_export(request: HttpRequest, customer_id: str) -> HttpResponse:
     customer_id, fmt = _id(customer_id, field="customer_id"), _format(request)
-    object_check(request, perm=OPERATE, obj=customer_id, customer_id=customer_id)
-    day_from, day_to = staff_selectors.customer_window()
+    filters = SessionFilter.for_customer(customer_id)
     staff_services.staff_export_record(actor=request.user, fmt=fmt, scope="customer", customer_id=customer_id)
-    sessions = staff_selectors.session_iter_filtered(customer_id=customer_id, day_from=day_from, day_to=day_to)
-    return _stream(fmt=fmt, sessions=sessions, filename=f"customer-{customer_id}")
+    return export_response(fmt=fmt, sessions=session_iter_filtered(filters=filters), filename=f"customer-{customer_id}")
 
 
 @require_POST
@@ -211,11 +202,9 @@ def filter_export(request: HttpRequest) -> HttpResponse:
     fmt = _format(request)
     form = SessionFilterForm(request.GET)
     if not form.is_valid():
-        raise InvalidInput("invalid filters", field="filters")
-    filters = form.selector_kwargs()
-    object_check(request, perm=OPERATE, obj=filters)
+        field, errors = next(iter(form.errors.items()))
+        raise InvalidInput(f"invalid filter {field}: {' '.join(errors)}", field=field)
+    filters = form.session_filter
     staff_services.staff_export_record(actor=request.user, fmt=fmt, scope="filter",
-                                       customer_id=filters["customer_id"] or "",
-                                       filters={k: str(v) for k, v in filters.items() if v})
-    sessions = staff_selectors.session_iter_filtered(**filters)
-    return _stream(fmt=fmt, sessions=sessions, filename="sessions")
+                                       customer_id=filters.customer_id or "", filters=filters.as_dict())
+    return export_response(fmt=fmt, sessions=session_iter_filtered(filters=filters), filename="sessions")

@@ -11,7 +11,7 @@ from django.urls import URLPattern
 from ninja import NinjaAPI
 from ninja.operation import Operation
 
-from . import connections, sessions
+from . import connections, listing, sessions  # noqa: F401  (listing adds GET /sessions to sessions.router)
 from .errors import errors_install, json_method_not_allowed
 
 

@@ -12,7 +12,8 @@ from tests.dashboard.conftest import staff_user
 
 READ_PAGES = ["overview", "session_list", "session_detail", "customer_detail", "session_verify", "session_turns_ok",
               "session_summary_panel"]
-ACTIONS = ["session_close", "session_summarize", "session_export", "session_delete_post", "customer_export", "filter_export"]
+ACTIONS = ["session_close", "session_summarize", "session_export", "session_delete_post", "customer_export", "filter_export",
+           "customer_delete_get", "customer_delete_post"]
 
 
 def _url(name: str, meta) -> tuple[str, str, dict]:
@@ -32,6 +33,8 @@ def _url(name: str, meta) -> tuple[str, str, dict]:
         "session_delete_post": ("post", reverse("dashboard:session_delete", args=[sid]), {"confirm": "nope"}),
         "customer_export": ("post", reverse("dashboard:customer_export", args=[cid]), {"format": "csv"}),
         "filter_export": ("post", reverse("dashboard:filter_export"), {"format": "json"}),
+        "customer_delete_get": ("get", reverse("dashboard:customer_delete", args=[cid]), {}),
+        "customer_delete_post": ("post", reverse("dashboard:customer_delete", args=[cid]), {"confirm": "nope"}),
     }[name]
 
 
@@ -121,3 +124,13 @@ def test_login_page_renders_and_logs_in(db, client):
 
 def test_unknown_session_is_404(console, viewer_client):
     assert viewer_client.get(reverse("dashboard:session_detail", args=["does-not-exist"])).status_code == 404
+
+
+def test_only_a_supervisor_is_offered_the_customer_delete(console, client):
+    make_session(customer_id="cust-1")
+    page = reverse("dashboard:customer_detail", args=["cust-1"])
+    delete = reverse("dashboard:customer_delete", args=["cust-1"])
+    client.force_login(staff_user(username="v", group="Viewer"))
+    assert delete not in client.get(page).content.decode()
+    client.force_login(staff_user(username="s", group="Supervisor"))
+    assert delete in client.get(page).content.decode()

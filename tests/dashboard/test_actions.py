@@ -10,7 +10,16 @@ from django.urls import reverse
 
 from sessions_app import keys, services
 from sessions_app.models import AuditLog, ChatItem, SessionMeta
-from sessions_app.realtime import connection_put, presence_heartbeat, realtime_keys_for_session
+from sessions_app.realtime import (
+    connection_put,
+    context_cache_get,
+    presence_get,
+    presence_heartbeat,
+    rate_limit_hit,
+    realtime_keys_for_session,
+    summary_lock_acquire,
+)
+from sessions_app.selectors import context_load
 from tests.builders import at, make_session
 
 XSS = '<img src=x onerror="alert(1)">'
@@ -55,6 +64,7 @@ def test_session_export_json_contains_every_turn_escaped_nowhere(console, superv
     services.turn_write(session_id=meta.session_id, role="user", text=XSS + " 日本語", client_msg_id="x")
     response = supervisor_client.post(reverse("dashboard:session_export", args=[meta.session_id]), {"format": "json"})
     assert response["Content-Disposition"] == f'attachment; filename="session-{meta.session_id}.json"'
+    assert response["Content-Type"] == "application/json; charset=utf-8" and response["Cache-Control"] == "no-store"
     data = json.loads(_body(response))
     (exported,) = data["sessions"]
     assert exported["session"]["customer_id"] == "cust-e"
@@ -91,7 +101,8 @@ def test_delete_dry_run_counts_items_and_redis_keys_without_deleting(console, su
     connection_put(connection_id="conn-1", session_id=meta.session_id)
     body = supervisor_client.get(reverse("dashboard:session_delete", args=[meta.session_id])).content.decode()
     assert "SessionMeta: 1" in body and "Turn: 3" in body and "ClientMessageMarker: 3" in body
-    assert f"presence:session:{meta.session_id}" in body or "presence" in body
+    for key in (f"presence:session:{meta.session_id}", f"conn:session:{meta.session_id}", "conn:id:conn-1"):
+        assert f"<code>{key}</code>" in body
     assert len(list(ChatItem.query(keys.session_pk(meta.session_id)))) == 7
     assert AuditLog.objects.filter(action="privacy_delete").count() == 0
 
@@ -124,3 +135,78 @@ def test_delete_removes_items_and_redis_keys_and_issues_a_receipt(console, super
     assert receipt["redis_keys_deleted"] >= 3 and receipt["dax_ttl_seconds"] == 300
     # The deleted session is gone from the console too.
     assert supervisor_client.get(reverse("dashboard:session_detail", args=[meta.session_id])).status_code == 404
+
+
+def test_close_drops_the_cached_context_and_presence(console, supervisor_client):
+    meta = make_session(turns=2)
+    context_load(session_id=meta.session_id)  # the bot's context, cached with META "active"
+    presence_heartbeat(session_id=meta.session_id, connection_id="conn-1")
+    assert context_cache_get(session_id=meta.session_id, variant="t20").payload is not None
+    supervisor_client.post(reverse("dashboard:session_close", args=[meta.session_id]))
+    assert context_cache_get(session_id=meta.session_id, variant="t20").payload is None
+    assert presence_get(session_id=meta.session_id).state == "offline"
+    assert json.loads(context_load(session_id=meta.session_id).payload)["session"]["status"] == "closed"
+
+
+# --- everything of one customer -------------------------------------------------------------------
+
+def _customer_with_traces(customer_id: str):
+    """Two sessions of the customer (one with a summary lock held), presence, a connection and a
+    rate window; and another customer's session, which must survive."""
+    mine = [make_session(customer_id=customer_id, turns=2, started_at=at("2026-11-20")),
+            make_session(customer_id=customer_id, turns=1)]
+    presence_heartbeat(session_id=mine[1].session_id, connection_id="conn-9")
+    connection_put(connection_id="conn-9", session_id=mine[1].session_id)
+    summary_lock_acquire(session_id=mine[0].session_id, token="task-1", ttl_seconds=60)
+    rate_limit_hit(customer_id=customer_id)
+    other = make_session(customer_id="cust-other", turns=1)
+    rate_limit_hit(customer_id="cust-other")
+    return mine, other
+
+
+def test_customer_delete_dry_run_counts_everything_and_deletes_nothing(console, supervisor_client):
+    mine, _ = _customer_with_traces("cust-dsr")
+    body = supervisor_client.get(reverse("dashboard:customer_delete", args=["cust-dsr"])).content.decode()
+    assert "Sessions (2)" in body and all(m.session_id in body for m in mine)
+    assert "DynamoDB items (8)" in body and "SessionMeta: 2" in body and "Turn: 3" in body and "ClientMessageMarker: 3" in body
+    for key in ("rate:cust-dsr", f"lock:summary:{mine[0].session_id}", f"presence:session:{mine[1].session_id}",
+                f"conn:session:{mine[1].session_id}", "conn:id:conn-9"):
+        assert f"<code>{key}</code>" in body
+    assert "Redis keys (5)" in body and "rate:cust-other" not in body
+    assert all(len(list(ChatItem.query(keys.session_pk(m.session_id)))) > 0 for m in mine)
+    assert AuditLog.objects.count() == 0
+
+
+def test_customer_delete_removes_every_session_and_key_and_issues_a_receipt(console, supervisor_client, redis_client):
+    mine, other = _customer_with_traces("cust-dsr")
+    url = reverse("dashboard:customer_delete", args=["cust-dsr"])
+    response = supervisor_client.post(url, {"confirm": "cust-dsr"})
+    body = response.content.decode()
+    assert response.status_code == 200 and 'data-complete="yes"' in body and "<b>empty</b>" in body
+    assert "2 sessions" in body and "300 seconds" in body
+    for meta in mine:
+        assert list(ChatItem.query(keys.session_pk(meta.session_id), consistent_read=True)) == []
+        assert realtime_keys_for_session(session_id=meta.session_id) == []
+    assert not redis_client.exists("rate:cust-dsr") and redis_client.exists("rate:cust-other")
+    assert len(list(ChatItem.query(keys.session_pk(other.session_id)))) == 3
+    row = AuditLog.objects.get(action="privacy_delete_customer")
+    receipt = row.detail["receipt"]
+    assert (row.actor_username, row.customer_id, row.outcome) == ("sam", "cust-dsr", "ok")
+    assert sorted(receipt["session_ids"]) == sorted(m.session_id for m in mine) and receipt["remaining_session_ids"] == []
+    assert receipt["items_deleted"] == {"SessionMeta": 2, "Turn": 3, "ClientMessageMarker": 3}
+    # The 5 keys of the dry run, plus the session's entry in the shared presence:online set.
+    assert receipt["verified_empty"] and receipt["complete"] and receipt["redis_keys_deleted"] == 6
+    assert receipt["dax_ttl_seconds"] == 300 and receipt["dax_clear_by"] > receipt["completed_at"]
+    # Nothing of the customer is left to list.
+    listing = supervisor_client.get(reverse("dashboard:customer_detail", args=["cust-dsr"])).content.decode()
+    assert "No sessions on this page." in listing
+
+
+def test_customer_delete_with_the_wrong_confirmation_deletes_nothing_and_is_audited(console, supervisor_client):
+    mine, _ = _customer_with_traces("cust-dsr")
+    response = supervisor_client.post(reverse("dashboard:customer_delete", args=["cust-dsr"]),
+                                      {"confirm": mine[0].session_id})
+    assert response.status_code == 400 and "type the customer id to confirm" in response.content.decode()
+    assert all(len(list(ChatItem.query(keys.session_pk(m.session_id)))) > 0 for m in mine)
+    row = AuditLog.objects.get(action="privacy_delete_customer")
+    assert row.outcome == "error" and row.detail["error"].startswith("invalid_input")

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from django.urls import reverse
 
+from datetime import timedelta
+
 from sessions_app import keys
+from sessions_app.clock import utcnow
 from sessions_app.models import AuditLog, ChatItem, SessionMeta
+from sessions_app.realtime import rate_limit_hit
 from tests.builders import make_session
 from tests.dashboard.conftest import staff_user
 
@@ -55,6 +59,9 @@ def test_admin_close_export_and_delete(console, supervisor_client):
     assert SessionMeta.get(meta.pk, meta.sk, consistent_read=True).status == "closed"
     export = supervisor_client.post(url, {"action": "export_csv"})
     assert b"turn 2 text" in b"".join(export.streaming_content)
+    # The same streamed response as the console's: named, typed, never cached.
+    assert export["Content-Disposition"] == f'attachment; filename="session-{meta.session_id}.csv"'
+    assert export["Content-Type"] == "text/csv; charset=utf-8" and "no-store" in export["Cache-Control"].split(", ")
     plan = supervisor_client.post(url, {"action": "delete_plan"}).content.decode()
     assert "5 DynamoDB items" in plan
     receipt = supervisor_client.post(url, {"action": "delete", "confirm": meta.session_id}).content.decode()
@@ -72,3 +79,47 @@ def test_audit_log_admin_is_read_only(console, supervisor_client, supervisor):
     assert change.status_code == 200 and 'name="_save"' not in change.content.decode()
     assert supervisor_client.post(reverse("admin:sessions_app_auditlog_delete", args=[row.pk]), {"post": "yes"}).status_code == 403
     assert AuditLog.objects.filter(pk=row.pk).exists()
+
+
+def test_admin_shows_the_summary_state_the_console_shows(console, viewer_client, settings):
+    meta = make_session(customer_id="cust-sum", turns=2)
+    SessionMeta.get(meta.pk, meta.sk).update(actions=[
+        SessionMeta.summary_state.set("pending"),
+        SessionMeta.summary_requested_at.set(utcnow() - timedelta(minutes=settings.SUMMARY_PENDING_MINUTES + 1)),
+    ])
+    detail = viewer_client.get(reverse("admin:chat_session_detail", args=[meta.session_id])).content.decode()
+    assert "<th>Summary</th><td>stale" in detail
+    listing = viewer_client.get(reverse("admin:chat_sessions"), {"q": "cust-sum"}).content.decode()
+    assert "<td>stale</td>" in listing and "<td>pending</td>" not in listing
+
+
+def test_admin_customer_delete_through_the_same_service(console, supervisor_client, redis_client):
+    mine = [make_session(customer_id="cust-adm", turns=2), make_session(customer_id="cust-adm", turns=1)]
+    other = make_session(customer_id="cust-keep", turns=1)
+    rate_limit_hit(customer_id="cust-adm")
+    listing = supervisor_client.get(reverse("admin:chat_sessions"), {"q": "cust-adm"}).content.decode()
+    url = reverse("admin:chat_customer_delete", args=["cust-adm"])
+    assert url in listing
+    plan = supervisor_client.get(url).content.decode()
+    assert "2 sessions" in plan and "8 DynamoDB items" in plan and "1 Redis keys" in plan
+    assert AuditLog.objects.count() == 0
+    refused = supervisor_client.post(url, {"confirm": "wrong"}, follow=True).content.decode()
+    assert "Type the customer id to confirm the delete" in refused  # the admin capitalises its messages
+    receipt = supervisor_client.post(url, {"confirm": "cust-adm"}).content.decode()
+    assert 'data-complete="yes"' in receipt and "(2 sessions)" in receipt
+    assert all(list(ChatItem.query(keys.session_pk(m.session_id), consistent_read=True)) == [] for m in mine)
+    assert len(list(ChatItem.query(keys.session_pk(other.session_id)))) == 3
+    assert not redis_client.exists("rate:cust-adm")
+    assert list(AuditLog.objects.order_by("created_at", "id").values_list("action", "outcome", "customer_id")) == [
+        ("privacy_delete_customer", "error", "cust-adm"), ("privacy_delete_customer", "ok", "cust-adm")]
+
+
+def test_admin_customer_delete_is_supervisor_only_and_the_refusal_is_audited(console, viewer_client):
+    meta = make_session(customer_id="cust-adm", turns=1)
+    url = reverse("admin:chat_customer_delete", args=["cust-adm"])
+    assert url not in viewer_client.get(reverse("admin:chat_sessions"), {"q": "cust-adm"}).content.decode()
+    assert viewer_client.get(url).status_code == 403
+    assert viewer_client.post(url, {"confirm": "cust-adm"}).status_code == 403
+    assert list(AuditLog.objects.values_list("action", "outcome", "customer_id")) == [
+        ("admin_customer_delete", "denied", "cust-adm")] * 2
+    assert len(list(ChatItem.query(keys.session_pk(meta.session_id), consistent_read=True))) == 3

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 from django.urls import reverse
 
 from sessions_app import services
+from sessions_app.clock import utcnow
 from sessions_app.models import SessionMeta
-from sessions_app.realtime import presence_heartbeat
-from sessions_app.selectors.staff import session_browse
+from sessions_app.realtime import presence_heartbeat, rate_limit_hit
+from sessions_app.selectors.browse import session_browse
+from sessions_app.selectors.filters import SessionFilter
 from tests.builders import at, make_session
 
 XSS_SCRIPT = '<script>alert("x")</script>'
@@ -97,14 +100,15 @@ def test_tampered_cursor_is_400(console, viewer_client):
 def test_short_page_says_why_and_offers_next(console):
     for n in range(6):
         make_session(started_at=at("2026-11-20", n), turns=1)
-    page = session_browse(day_from=at("2026-11-20").date(), day_to=at("2026-11-20").date(),
-                          summary_state="failed", limit=3, max_calls=1)
+    day = at("2026-11-20").date()
+    page = session_browse(filters=SessionFilter(day_from=day, day_to=day, summary_state="failed"), limit=3, max_calls=1)
     assert page.rows == [] and page.cursor is not None
     assert page.short_reason.startswith("read budget reached")
 
 
-def test_detail_shows_meta_timeline_provenance_and_presence(console, viewer_client):
+def test_detail_shows_meta_timeline_provenance_and_presence(console, viewer_client, settings):
     meta = make_session(turns=4, customer_id="cust-x")
+    rate_limit_hit(customer_id="cust-x")
     services.turn_write(session_id=meta.session_id, role="assistant", text="answer", client_msg_id="m-5",
                         model="claude-haiku", latency_ms=812, tokens_in=120, tokens_out=40)
     presence_heartbeat(session_id=meta.session_id, connection_id="conn-abc")
@@ -114,7 +118,8 @@ def test_detail_shows_meta_timeline_provenance_and_presence(console, viewer_clie
     assert "role-assistant" in body and "role-user" in body
     assert "read from <b>DynamoDB</b>" in body and "read from <b>Redis</b>" in body
     assert "conn-abc" in body and "online" in body
-    assert "30 of 30 turns left" not in body or "turns left" in body
+    # The customer's rate window, read from Redis: one counted turn leaves limit - 1.
+    assert f"{settings.RATE_LIMIT_TURNS - 1} of {settings.RATE_LIMIT_TURNS} turns left" in body
 
 
 def test_chat_text_is_escaped_everywhere(console, viewer_client):
@@ -163,3 +168,60 @@ def test_summary_coverage_is_shown(console, viewer_client):
     body = viewer_client.get(reverse("dashboard:session_detail", args=[meta.session_id])).content.decode()
     assert "covers turns 1–3 of 5" in body
     assert "summary-stale" in body and "&lt;b&gt;volume 3&lt;/b&gt;" in body
+
+
+def _mark_pending(meta, *, minutes_ago: float) -> None:
+    """META as the summary service leaves it after enqueuing a task ``minutes_ago``."""
+    SessionMeta.get(meta.pk, meta.sk).update(actions=[
+        SessionMeta.summary_state.set("pending"), SessionMeta.summary_task_id.set("task-lost"),
+        SessionMeta.summary_requested_at.set(utcnow() - timedelta(minutes=minutes_ago)),
+    ])
+
+
+def test_a_pending_request_older_than_the_timeout_shows_stale_and_can_be_retried(console, supervisor_client, settings):
+    meta = make_session(turns=2)
+    _mark_pending(meta, minutes_ago=settings.SUMMARY_PENDING_MINUTES + 1)
+    body = supervisor_client.get(reverse("dashboard:session_detail", args=[meta.session_id])).content.decode()
+    assert 'data-summary-state="stale"' in body and 'data-summary-state="pending"' not in body
+    assert 'hx-trigger="every 2s"' not in body  # nothing to wait for: the panel does not poll
+    button = re.search(r"<button[^>]*>Regenerate summary</button>", body).group(0)
+    assert "disabled" not in button
+    panel = supervisor_client.get(reverse("dashboard:session_summary_panel", args=[meta.session_id])).content.decode()
+    assert 'data-summary-state="stale"' in panel
+
+
+def test_a_recent_pending_request_shows_pending_with_the_button_disabled(console, supervisor_client, settings):
+    meta = make_session(turns=2)
+    _mark_pending(meta, minutes_ago=1)
+    body = supervisor_client.get(reverse("dashboard:session_detail", args=[meta.session_id])).content.decode()
+    assert 'data-summary-state="pending"' in body and 'hx-trigger="every 2s"' in body
+    assert re.search(r"<button disabled>Regenerate summary</button>", body)
+
+
+def test_list_and_summary_filter_use_the_same_state_as_the_detail_page(console, viewer_client, settings):
+    lost = make_session(started_at=at("2026-11-20"), turns=2)
+    waiting = make_session(started_at=at("2026-11-20", 1), turns=2)
+    _mark_pending(lost, minutes_ago=settings.SUMMARY_PENDING_MINUTES + 1)
+    _mark_pending(waiting, minutes_ago=1)
+    base = {"day_from": "2026-11-20", "day_to": "2026-11-20"}
+    url = reverse("dashboard:session_list")
+    assert _listed_ids(viewer_client.get(url, {**base, "summary": "stale"}).content.decode()) == [lost.session_id]
+    assert _listed_ids(viewer_client.get(url, {**base, "summary": "pending"}).content.decode()) == [waiting.session_id]
+    listing = viewer_client.get(url, base).content.decode()
+    assert listing.count('class="badge summary-stale"') == 1 and listing.count('class="badge summary-pending"') == 1
+
+
+def test_the_list_pages_by_the_configured_page_size(console, viewer_client, settings):
+    settings.PAGE_SIZE = 3
+    made = [make_session(started_at=at("2026-11-20", n)).session_id for n in range(5)]
+    url = reverse("dashboard:session_list")
+    first = viewer_client.get(url, {"day_from": "2026-11-20", "day_to": "2026-11-20"}).content.decode()
+    assert _listed_ids(first) == list(reversed(made))[:3] and 'rel="next"' in first
+    customer = viewer_client.get(reverse("dashboard:customer_detail", args=["cust-1"])).content.decode()
+    assert len(_listed_ids(customer)) == 3 and 'rel="next"' in customer
+
+
+def test_a_filter_the_form_accepts_but_the_listing_cannot_serve_is_400_naming_the_field(console, viewer_client):
+    response = viewer_client.get(reverse("dashboard:session_list"), {"day_from": "2020-01-01", "day_to": "2026-11-20"})
+    assert response.status_code == 400
+    assert "a day range spans at most 400 days" in response.content.decode()

@@ -1,0 +1,33 @@
+"""Who may see and do what with chat sessions, in the console and the admin alike.
+
+Two permissions (declared on ``AuditLog``): ``view_chat_sessions`` for reading, and
+``operate_chat_sessions`` for actions. Staff get them through the Viewer / Supervisor groups
+(migration 0002). An account must also be active and staff: a deactivated or demoted account
+loses access even if a group still grants the permission. A refused action is audited.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
+
+from .services.audit import audit_record
+
+VIEW = "sessions_app.view_chat_sessions"
+OPERATE = "sessions_app.operate_chat_sessions"
+
+
+def staff_allowed(*, user, perm: str) -> bool:
+    """The one policy check."""
+    if not (user.is_authenticated and user.is_active and user.is_staff):
+        return False
+    return user.has_perm(perm)
+
+
+def staff_require(*, user, perm: str, action: str, session_id: str = "", customer_id: str = "") -> None:
+    """Raise ``PermissionDenied`` (403) unless ``staff_allowed``; a refused action (``OPERATE``)
+    is audited as "denied" under ``action``, so the log shows who tried."""
+    if staff_allowed(user=user, perm=perm):
+        return
+    if perm == OPERATE:
+        audit_record(actor=user, action=action, outcome="denied", session_id=session_id, customer_id=customer_id)
+    raise PermissionDenied
