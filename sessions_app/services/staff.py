@@ -9,7 +9,6 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser
 
 from ..models import AuditLog, SessionMeta
-from ..realtime import context_cache_invalidate, presence_clear
 from ..selectors.sessions import session_get
 from .audit import audit_record, audited
 from .sessions import session_close
@@ -17,13 +16,12 @@ from .summaries import summary_request
 
 
 def staff_session_close(*, actor: AbstractBaseUser, session_id: str) -> tuple[SessionMeta, bool]:
-    """Close the session (idempotent) and drop its cached bot context, whose META says "active"."""
+    """Close the session (idempotent), audited. ``session_close`` itself drops the cached bot
+    context and clears presence, for every entry point."""
     with audited(actor=actor, action="session_close", session_id=session_id) as audit:
         meta, changed = session_close(session_id=session_id)
         audit.customer_id = meta.customer_id
         audit.detail["changed"] = changed
-        context_cache_invalidate(session_id=session_id)
-        presence_clear(session_id=session_id)
     return meta, changed
 
 
