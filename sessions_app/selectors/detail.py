@@ -14,7 +14,7 @@ from ..exceptions import RedisUnavailable
 from ..models import SessionMeta, Summary, Turn
 from ..realtime import Presence, RateDecision, connections_for_session, presence_get, rate_limit_peek
 from .presenters import session_dict, summary_dict, turn_dict
-from .provenance import Provenance, consistent_read, redis_read, store_read
+from .provenance import Provenance, redis_read, store_read
 from .sessions import TurnPage, session_get, summary_latest, turns_page
 from .summaries import SummaryState, summary_state
 
@@ -80,7 +80,7 @@ class SummaryPanel:
 def session_summary_panel(*, session_id: str) -> SummaryPanel:
     """META's summary bookkeeping and the latest summary, strongly consistent: the panel polls
     while a regeneration runs and must not show DAX's older copy of META."""
-    with consistent_read() as timer:
+    with store_read() as timer:
         meta = session_get(session_id=session_id, consistent=True)
         summary = summary_latest(meta=meta, consistent=True)
     return SummaryPanel(meta=meta, summary=summary, state=summary_state(meta=meta), read=timer.provenance)
@@ -123,7 +123,7 @@ def session_verify(*, session_id: str, turns: int = DETAIL_TURNS) -> VerifyRepor
         meta = session_get(session_id=session_id)
         shown_turns = {int(t.seq): t for t in turns_page(session_id=session_id, limit=turns, meta=meta).turns}
         summary = summary_latest(meta=meta)
-    with consistent_read() as t_fresh:
+    with store_read() as t_fresh:
         fresh_meta = session_get(session_id=session_id, consistent=True)
         count = int(fresh_meta.turn_count)
         fresh_turns = {int(t.seq): t for t in _consistent_turns(session_id=session_id, low=max(1, count - turns + 1), high=count)}

@@ -27,7 +27,7 @@ from ..realtime import (
     presence_online_count,
     rate_limit_stats,
 )
-from .provenance import SOURCE_REDIS, redis_latency, redis_read
+from .provenance import ROUTE_LABELS, ROUTE_REDIS, redis_latency, redis_read
 from .summaries import BACKLOG_COUNT_CAP, summary_backlog_count
 
 CONTEXT_CACHE_ALERT_BELOW = 0.80
@@ -131,15 +131,13 @@ def dax_cache_ratios(*, url: str | None = None, timeout: float = 0.5) -> DaxRati
 
 # --- the overview ---------------------------------------------------------------------------------
 
-_STORE_ROUTES = (("dax", "DAX"), ("dynamodb", "DynamoDB"), ("fallback", "DynamoDB (DAX fallback)"))
-
-
 def _latency_rows() -> list[LatencyRow]:
+    """One row per route: the console's Redis reads, then each DynamoDB route (dynamo.ROUTES)."""
     stats = dynamo.path_stats()
-    rows = [LatencyRow(SOURCE_REDIS, *redis_latency())]
-    for route, label in _STORE_ROUTES:
+    rows = [LatencyRow(ROUTE_LABELS[ROUTE_REDIS], *redis_latency())]
+    for route in dynamo.ROUTES:
         s = stats.get(route, {})
-        rows.append(LatencyRow(label, s.get("calls", 0), s.get("p50_ms"), s.get("p95_ms")))
+        rows.append(LatencyRow(ROUTE_LABELS[route], s.get("calls", 0), s.get("p50_ms"), s.get("p95_ms")))
     return rows
 
 

@@ -1,5 +1,9 @@
 """Where a console panel was read from and how long that took, so staff can tell a cached
 answer from a fresh one; and the console's own Redis read latencies for the overview.
+
+Observed, not predicted: a DynamoDB read's provenance is the route its calls actually took, as
+``dynamo.routes_recorded`` saw them (for several calls, the least-cached one), never what the
+settings or the breaker suggest it would take.
 """
 
 from __future__ import annotations
@@ -10,73 +14,64 @@ from dataclasses import dataclass
 
 from .. import dynamo
 
-SOURCE_REDIS = "Redis"
-SOURCE_DAX = "DAX"
-SOURCE_DYNAMODB = "DynamoDB"
-SOURCE_DYNAMODB_CONSISTENT = "DynamoDB (ConsistentRead)"
+ROUTE_REDIS = "redis"
+# How each route reads to staff.
+ROUTE_LABELS = {
+    dynamo.ROUTE_DAX: "DAX",
+    dynamo.ROUTE_DYNAMODB: "DynamoDB",
+    dynamo.ROUTE_CONSISTENT: "DynamoDB (ConsistentRead)",
+    dynamo.ROUTE_FALLBACK: "DynamoDB (DAX fallback)",
+    ROUTE_REDIS: "Redis",
+}
 
 
 @dataclass(frozen=True)
 class Provenance:
-    source: str
+    route: str | None  # a dynamo.ROUTE_* name or ROUTE_REDIS; None: nothing needed reading
     elapsed_ms: float
 
-
-def _route_label(*, consistent: bool) -> str:
-    """Where a read with this consistency goes, mirroring ``dynamo.RoutedConnection.route_for``:
-    consistent reads and reads while the breaker is open go to DynamoDB."""
-    if consistent:
-        return SOURCE_DYNAMODB_CONSISTENT
-    if dynamo.dax_enabled() and dynamo.dax_breaker_state() == "closed":
-        return SOURCE_DAX
-    if dynamo.dax_enabled():
-        return f"{SOURCE_DYNAMODB} (DAX breaker {dynamo.dax_breaker_state()})"
-    return SOURCE_DYNAMODB
-
-
-class Timer:
-    def __init__(self, source: str):
-        self.source = source
-
-    def __enter__(self) -> Timer:
-        self.started = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.elapsed_ms = elapsed_ms(self.started)
-        if self.source == SOURCE_REDIS:
-            _redis_observe(self.elapsed_ms)
-
     @property
-    def provenance(self) -> Provenance:
-        return Provenance(source=self.source, elapsed_ms=self.elapsed_ms)
-
-
-def store_read() -> Timer:
-    return Timer(_route_label(consistent=False))
-
-
-def consistent_read() -> Timer:
-    return Timer(SOURCE_DYNAMODB_CONSISTENT)
-
-
-def redis_read() -> Timer:
-    return Timer(SOURCE_REDIS)
+    def source(self) -> str | None:
+        return ROUTE_LABELS[self.route] if self.route else None
 
 
 def elapsed_ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
 
 
+class store_read:  # noqa: N801 - used as a statement: ``with store_read() as read:``
+    """Time a block of DynamoDB reads and record the routes they took; ``.provenance`` after it."""
+
+    def __enter__(self) -> store_read:
+        self._routes = dynamo.routes_recorded()
+        self._record = self._routes.__enter__()
+        self._started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        elapsed = elapsed_ms(self._started)
+        self._routes.__exit__(*exc)
+        self.provenance = Provenance(route=self._record.label, elapsed_ms=elapsed)
+
+
+class redis_read:  # noqa: N801 - used as a statement: ``with redis_read() as read:``
+    """Time a block of Redis reads (and count it for the overview); ``.provenance`` after it."""
+
+    def __enter__(self) -> redis_read:
+        self._started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        elapsed = elapsed_ms(self._started)
+        with _redis_lock:
+            _redis_stats.observe(elapsed)
+        self.provenance = Provenance(route=ROUTE_REDIS, elapsed_ms=elapsed)
+
+
 # The console's own Redis reads, for the overview's latency table (dynamo.path_stats covers the
 # DynamoDB/DAX routes; nothing else measures Redis reads in this process).
 _redis_lock = threading.Lock()
 _redis_stats = dynamo.PathStats()
-
-
-def _redis_observe(elapsed: float) -> None:
-    with _redis_lock:
-        _redis_stats.observe(elapsed)
 
 
 def redis_latency() -> tuple[int, float | None, float | None]:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
+
+import pytest
 from django.urls import reverse
 
-from datetime import timedelta
+from devtools import procs
+from devtools.dax import start_dax_node
 
 from sessions_app import keys, services
 from sessions_app.clock import utcnow
@@ -98,3 +103,58 @@ def test_vendored_assets_are_served_from_static(console, viewer_client):
     assert finders.find("dashboard/vendor/chart-4.6.1.umd.min.js")
     assert finders.find("dashboard/vendor/htmx-2.0.11.min.js")
     assert finders.find("dashboard/vendor/chart.js-LICENSE.md") and finders.find("dashboard/vendor/htmx.org-LICENSE")
+
+
+@pytest.fixture
+def dead_dax(console, infra, settings):
+    """A DAX node of this test's own, stopped once the session under test is written: the
+    console's reads are meant for DAX, and every one has to fall back to DynamoDB."""
+    from sessions_app import dynamo
+
+    port = procs.free_port()
+    proc = start_dax_node(port, dynamodb_endpoint=infra["dynamodb_endpoint"], log=infra["logs"] / "dax-node-dead.log")
+    settings.DAX_ENDPOINTS = [f"127.0.0.1:{port}"]
+    settings.DAX_STATS_URL = None
+    dynamo.reset_connections()
+    dynamo.path_stats_reset()
+
+    def kill() -> None:
+        procs.stop(proc)
+
+    yield kill
+    procs.stop(proc)
+    settings.DAX_ENDPOINTS = []
+    dynamo.reset_connections()
+
+
+def test_with_dax_down_the_page_says_dynamodb_fallback_never_dax(dead_dax, viewer_client):
+    meta = make_session(turns=3)
+    session_get(session_id=meta.session_id)  # through the node while it is up
+    dead_dax()
+    body = viewer_client.get(reverse("dashboard:session_detail", args=[meta.session_id])).content.decode()
+    assert "read from <b>DynamoDB (DAX fallback)</b>" in body
+    assert "read from <b>DAX</b>" not in body
+    assert "read from <b>Redis</b>" in body  # presence and the rate window
+    report = viewer_client.get(reverse("dashboard:session_verify", args=[meta.session_id])).content.decode()
+    assert "page read from DynamoDB (DAX fallback)" in report and "re-read from DynamoDB (ConsistentRead)" in report
+    overview = viewer_client.get(reverse("dashboard:overview")).content.decode()
+    fallback_calls = re.search(r"<td>DynamoDB \(DAX fallback\)</td><td>(\d+)</td>", overview)
+    assert fallback_calls and int(fallback_calls.group(1)) >= 3
+
+
+def test_the_latency_table_has_one_row_per_route(console, viewer_client):
+    meta = make_session(turns=1)
+    viewer_client.get(reverse("dashboard:session_summary_panel", args=[meta.session_id]))  # ConsistentRead
+    body = viewer_client.get(reverse("dashboard:overview")).content.decode()
+    rows = re.findall(r"<tr><td>([^<]+)</td><td>(\d+)</td>", body)
+    assert [label for label, _ in rows] == ["Redis", "DAX", "DynamoDB", "DynamoDB (ConsistentRead)", "DynamoDB (DAX fallback)"]
+    assert int(dict(rows)["DynamoDB (ConsistentRead)"]) >= 1
+
+
+def test_the_summary_panel_says_what_it_read(through_dax, viewer_client):
+    meta = make_session(turns=2)
+    panel = viewer_client.get(reverse("dashboard:session_summary_panel", args=[meta.session_id])).content.decode()
+    # The panel reads strongly consistent (DynamoDB, never DAX); with no summary yet it reads META only.
+    assert "read from <b>DynamoDB (ConsistentRead)</b>" in panel
+    detail = viewer_client.get(reverse("dashboard:session_detail", args=[meta.session_id])).content.decode()
+    assert "nothing stored to read" in detail  # the summary panel: no summary, so no read at all
