@@ -6,6 +6,8 @@ are POST-only (CSRF-protected) and are audited by the services they call.
 
 from __future__ import annotations
 
+from functools import partial
+
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -146,30 +148,32 @@ def session_summarize_view(request: HttpRequest, session_id: str) -> HttpRespons
     return _back_to_session(request, session_id)
 
 
+def _dry_run_or_delete(request: HttpRequest, *, plan, delete, page: str) -> HttpResponse:
+    """GET: the dry run (what would be deleted). POST: the delete, with the id the user typed to
+    confirm it, answered with its receipt."""
+    if request.method == "GET":
+        return render(request, f"dashboard/{page}.html", {"plan": plan(), "form": DeleteConfirmForm()})
+    receipt = delete(actor=request.user, confirm=request.POST.get("confirm", ""))
+    return render(request, f"dashboard/{page}_receipt.html", {"receipt": receipt})
+
+
 @require_http_methods(["GET", "POST"])
 @console_view(OPERATE)
 def session_delete_view(request: HttpRequest, session_id: str) -> HttpResponse:
-    """GET: the dry run (what would be deleted). POST: the delete, answered with its receipt."""
     session_id = _id(session_id, field="session_id")
-    if request.method == "GET":
-        plan = privacy_delete_plan(session_id=session_id)
-        return render(request, "dashboard/session_delete.html", {"plan": plan, "form": DeleteConfirmForm()})
-    receipt = privacy_services.privacy_delete_execute(actor=request.user, session_id=session_id,
-                                                      confirm=request.POST.get("confirm", ""))
-    return render(request, "dashboard/session_delete_receipt.html", {"receipt": receipt})
+    return _dry_run_or_delete(request, page="session_delete",
+                              plan=partial(privacy_delete_plan, session_id=session_id),
+                              delete=partial(privacy_services.privacy_delete_execute, session_id=session_id))
 
 
 @require_http_methods(["GET", "POST"])
 @console_view(OPERATE)
 def customer_delete_view(request: HttpRequest, customer_id: str) -> HttpResponse:
-    """GET: the dry run for everything of the customer. POST: the delete, answered with its receipt."""
+    """Everything of one customer (a data-subject request is per person)."""
     customer_id = _id(customer_id, field="customer_id")
-    if request.method == "GET":
-        plan = privacy_customer_plan(customer_id=customer_id)
-        return render(request, "dashboard/customer_delete.html", {"plan": plan, "form": DeleteConfirmForm()})
-    receipt = privacy_services.privacy_customer_delete(actor=request.user, customer_id=customer_id,
-                                                       confirm=request.POST.get("confirm", ""))
-    return render(request, "dashboard/customer_delete_receipt.html", {"receipt": receipt})
+    return _dry_run_or_delete(request, page="customer_delete",
+                              plan=partial(privacy_customer_plan, customer_id=customer_id),
+                              delete=partial(privacy_services.privacy_customer_delete, customer_id=customer_id))
 
 
 def _format(request: HttpRequest) -> str:

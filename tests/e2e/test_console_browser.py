@@ -132,3 +132,21 @@ def test_xss_payloads_are_inert_at_phone_width(make_page, site):
     shot(page, "sessions-phone")
     page.goto(f"{site}/")
     shot(page, "overview-phone")
+
+
+def test_privacy_delete_of_a_customer_from_the_customer_page(make_page, site):
+    mine = [_demo_session(turns=2, customer_id="cust-dsr"), _demo_session(turns=1, customer_id="cust-dsr")]
+    kept = _demo_session(turns=1, customer_id="cust-kept")
+    page = make_page()
+    page.goto(f"{site}/customers/cust-dsr/")
+    page.click("text=Privacy delete of everything of this customer…")
+    page.wait_for_selector("#plan-sessions")
+    assert page.locator("#plan-sessions li").count() == 2 and "Turn: 3" in page.inner_text("#plan-items")
+    shot(page, "customer-delete-dry-run-1280")
+    page.fill("#id_confirm", "cust-dsr")
+    page.click("button:has-text('Delete permanently')")
+    page.wait_for_selector("#receipt")
+    assert page.get_attribute("#receipt", "data-complete") == "yes" and "2 sessions" in page.inner_text("#receipt")
+    shot(page, "customer-delete-receipt-1280")
+    assert all(list(ChatItem.query(keys.session_pk(m.session_id), consistent_read=True)) == [] for m in mine)
+    assert len(list(ChatItem.query(keys.session_pk(kept.session_id), consistent_read=True))) == 3
