@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
     # the project: settings, URLs, the Celery app, WSGI/ASGI
     ("mangaassist",),
     # entry points: console views, API handlers, admin, tasks, management commands
-    ("dashboard", "sessions_app.api", "sessions_app.admin", "sessions_app.admin_config", "sessions_app.tasks",
+    ("dashboard", "sessions_app.api", "sessions_app.admin", "sessions_app.tasks",
      "sessions_app.management", "sessions_app.demo", "sessions_app.access", "sessions_app.apps",
      "sessions_app.migrations"),
     # writes

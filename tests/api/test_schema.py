@@ -10,12 +10,18 @@ import re
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings as hypothesis_settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from mangaassist.wsgi import application
 from sessions_app.api.schemas import ID_PATTERN
 from tests.builders import make_session
 
 EXAMPLES_PER_OPERATION = 30
+# Rules OpenAPI cannot state: a listing's cursor is a signed token (any other string is a 400
+# naming "cursor") and its day range must be ordered and span at most MAX_DAYS (a 400 naming the
+# day). Schema-valid values may break them, so "valid data must be accepted" does not apply to
+# this operation; every other check (no 5xx, each response matches the document) still does.
+SEMANTIC_400 = {("GET", "/api/v1/sessions")}
 ID = re.compile(ID_PATTERN)
 _alternate = itertools.count()
 
@@ -46,4 +52,5 @@ def test_api_conforms_to_its_openapi_document(case, write_key, known_session):
     original = (case.path_parameters or {}).get("session_id")
     if original is not None and ID.match(original) and next(_alternate) % 2 == 0:
         case.path_parameters["session_id"] = known_session
-    case.call_and_validate(headers={"Authorization": f"Bearer {write_key}"})
+    excluded = [positive_data_acceptance] if (case.method.upper(), case.path) in SEMANTIC_400 else []
+    case.call_and_validate(headers={"Authorization": f"Bearer {write_key}"}, excluded_checks=excluded)
