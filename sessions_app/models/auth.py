@@ -48,7 +48,8 @@ class AuditLog(models.Model):
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
     actor_username = models.CharField(max_length=150)
     action = models.CharField(max_length=50, db_index=True)
-    session_id = models.CharField(max_length=64, blank=True, db_index=True)
+    # As long as any id may be (sessions_app.ids): PostgreSQL would refuse a longer value.
+    session_id = models.CharField(max_length=128, blank=True, db_index=True)
     customer_id = models.CharField(max_length=128, blank=True, db_index=True)
     outcome = models.CharField(max_length=20)
     detail = models.JSONField(default=dict, blank=True)
