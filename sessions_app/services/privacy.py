@@ -90,7 +90,7 @@ def _erase_session(*, session_id: str) -> _Erasure:
     except RedisUnavailable:
         pass
     try:
-        meta, _ = session_close(session_id=session_id)
+        meta, _ = session_close(session_id=session_id, final_summary=False)
         erasure.customer_id = meta.customer_id
     except SessionNotFound:
         pass  # META already gone (a retried delete): still clear the rest

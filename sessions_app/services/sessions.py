@@ -93,7 +93,7 @@ def session_start(
     return meta, True
 
 
-def session_close(*, session_id: str) -> tuple[SessionMeta, bool]:
+def session_close(*, session_id: str, final_summary: bool = True) -> tuple[SessionMeta, bool]:
     """Close a session, for every entry point (the bot's API, the console, the admin, a privacy
     delete). Returns ``(meta, changed)``; closing a closed session changes nothing in DynamoDB.
 
@@ -101,11 +101,13 @@ def session_close(*, session_id: str) -> tuple[SessionMeta, bool]:
     session is marked offline — also on a repeated close, so a close retried after a crash
     between the write and this step still leaves nothing stale. Both degrade silently with
     Redis down (the cache entry then expires on its TTL). Enqueues a final summary when turns
-    are not covered yet (never fails the close)."""
+    are not covered yet (never fails the close), unless ``final_summary`` is False: a privacy
+    delete closes a session it is about to erase, and a summary of it would be work for nothing
+    — or, written between two delete rounds, one more item to find."""
     meta, changed = _session_set_status(session_id=session_id, status=SessionStatus.CLOSED)
     context_cache_invalidate(session_id=session_id)
     presence_clear(session_id=session_id)
-    if changed and int(meta.turn_count or 0) > int(meta.summary_through or 0):
+    if final_summary and changed and int(meta.turn_count or 0) > int(meta.summary_through or 0):
         summary_request(session_id=session_id, reason="close")
     return meta, changed
 
