@@ -19,7 +19,8 @@ from sessions_app.exceptions import InvalidInput
 from sessions_app.ids import validate_id
 from sessions_app.selectors import detail as detail_selectors
 from sessions_app.selectors.browse import session_browse
-from sessions_app.selectors.export import export_format, export_response, session_iter_filtered
+from sessions_app.downloads import export_response
+from sessions_app.selectors.export import export_format, session_iter_filtered
 from sessions_app.selectors.filters import SessionFilter
 from sessions_app.selectors.overview import overview_metrics
 from sessions_app.selectors.privacy import privacy_customer_plan, privacy_delete_plan

@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("mangaassist",),
     # entry points: console views, API handlers, admin, tasks, management commands
     ("dashboard", "sessions_app.api", "sessions_app.admin", "sessions_app.tasks",
-     "sessions_app.management", "sessions_app.demo", "sessions_app.access", "sessions_app.apps",
+     "sessions_app.management", "sessions_app.demo", "sessions_app.access", "sessions_app.downloads", "sessions_app.apps",
      "sessions_app.migrations"),
     # writes
     ("sessions_app.services",),

@@ -23,7 +23,7 @@ from ..exceptions import MangaAssistError, SessionNotFound
 from ..ids import validate_id
 from ..selectors.browse import session_browse
 from ..selectors.detail import session_detail
-from ..selectors.export import export_response
+from ..downloads import export_response
 from ..selectors.filters import SessionFilter
 from ..selectors.privacy import privacy_customer_plan, privacy_delete_plan
 from ..selectors.sessions import session_get

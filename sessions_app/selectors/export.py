@@ -1,5 +1,5 @@
-"""Exports for staff: sessions with every turn as streamed JSON or CSV, and the one streamed
-HTTP response the console and the admin both answer with.
+"""Exports for staff: sessions with every turn as streamed JSON or CSV (the HTTP response that
+carries them is ``sessions_app.downloads``, shared by the console and the admin).
 
 Everything is lazy (turn Queries are paged by PynamoDB, sessions listed page by page), so an
 export of thousands of sessions streams in flat memory.
@@ -10,8 +10,6 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Iterator
-
-from django.http import StreamingHttpResponse
 
 from .. import keys
 from ..exceptions import InvalidInput
@@ -97,13 +95,3 @@ def _blank_if_none(value) -> object:
 def _csv_safe(text: str) -> str:
     # Chat text is customer input: a leading = + - @ would run as a formula in a spreadsheet.
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
-def export_response(*, fmt: str, sessions: Iterable[SessionMeta], filename: str) -> StreamingHttpResponse:
-    """The streamed download, for the console and the admin alike. ``no-store``: an export holds
-    customers' chat text, which no browser or proxy cache should keep."""
-    chunks = (export_json_chunks if export_format(fmt) == "json" else export_csv_chunks)(sessions=sessions)
-    response = StreamingHttpResponse(chunks, content_type=EXPORT_FORMATS[fmt])
-    response["Content-Disposition"] = f'attachment; filename="{filename}.{fmt}"'
-    response["Cache-Control"] = "no-store"
-    return response
