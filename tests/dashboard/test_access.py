@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from sessions_app.models import AuditLog
 from tests.builders import make_session
-from tests.dashboard.conftest import staff_user
+from tests.fixtures.staff import staff_user
 
 READ_PAGES = ["overview", "session_list", "session_detail", "customer_detail", "session_verify", "session_turns_ok",
               "session_summary_panel"]

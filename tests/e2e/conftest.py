@@ -77,6 +77,3 @@ def shot(page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
-
-# A real Celery worker for the summary test: the same fixtures the summaries suite uses.
-from tests.fixtures.celery_workers import broker, broker_redis, worker  # noqa: E402,F401

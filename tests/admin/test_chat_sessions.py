@@ -11,7 +11,7 @@ from sessions_app.clock import utcnow
 from sessions_app.models import AuditLog, ChatItem, SessionMeta
 from sessions_app.realtime import rate_limit_hit
 from tests.builders import make_session
-from tests.dashboard.conftest import staff_user
+from tests.fixtures.staff import staff_user
 
 
 def test_admin_index_links_chat_sessions_and_audit_log(console, supervisor_client):
