@@ -37,3 +37,24 @@ def test_bad_environment_values_fail_loudly(name, value, message):
     result = _manage("check", **{name: value})
     assert result.returncode != 0
     assert name in result.stderr and message in result.stderr
+
+
+@pytest.mark.parametrize("scheme", ["Token", "Bearer", "Basic", "bearer"])
+def test_no_log_line_ever_contains_the_authorization_value(client, db, caplog, settings, scheme):
+    """django-ninja's HttpBearer logs the whole header ("Unexpected auth - 'Token ma_…'") when
+    DEBUG is on and the scheme is not Bearer; the API's auth must never hand a credential to a log."""
+    import logging
+
+    from sessions_app.services.api_keys import api_key_create
+
+    settings.DEBUG = True
+    # A read key on a write endpoint: authenticated, then refused (403) without touching DynamoDB.
+    key = api_key_create(name="leak-check", scope="read")[1]
+    caplog.set_level(logging.DEBUG)
+    for value in (f"{scheme} {key}", f"{scheme} {key} trailing", f"{scheme}  {key}", key):
+        response = client.post("/api/v1/sessions/nope/close", headers={"Authorization": value})
+        assert response.status_code in (401, 403), response.content
+    assert caplog.records, "nothing was logged at DEBUG: the check would prove nothing"
+    # key[:12] is the public prefix the admin shows; what follows it is the secret.
+    leaked = [r.getMessage() for r in caplog.records if key[12:] in r.getMessage()]
+    assert not leaked, leaked
