@@ -7,6 +7,9 @@ deployment's environment stops the process at start-up instead of surfacing as o
 from __future__ import annotations
 
 import os
+import secrets
+import tempfile
+from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -71,3 +74,33 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     if raw is None:
         return list(default or [])
     return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def file_secret(path: Path, *, nbytes: int = 48) -> str:
+    """The secret stored at ``path``, created on first use (random, readable by its owner only).
+
+    Processes starting together (gunicorn's workers, Celery) agree on one value: each writes a
+    complete candidate to a temporary file and hard-links it into place, which fails if another
+    process got there first; everyone then reads the file that won."""
+    path = Path(path)
+    try:
+        value = path.read_text().strip()
+    except FileNotFoundError:
+        value = ""
+    if value:
+        return value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(nbytes) + "\n")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+    finally:
+        os.unlink(tmp)
+    value = path.read_text().strip()
+    if not value:
+        raise ImproperlyConfigured(f"{path} is empty: delete it to have a new secret generated")
+    return value

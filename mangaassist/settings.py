@@ -12,7 +12,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import env_bool, env_float, env_int, env_list, env_optional, env_str
+from .env import env_bool, env_float, env_int, env_list, env_optional, env_str, file_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -25,8 +25,18 @@ PRODUCTION = MANGAASSIST_ENV == "production"
 DEBUG = env_bool("DJANGO_DEBUG", not PRODUCTION)
 if PRODUCTION and DEBUG:
     raise ImproperlyConfigured("DJANGO_DEBUG must be off when MANGAASSIST_ENV=production")
-# A fixed key is acceptable only for local use; production must bring its own.
-SECRET_KEY = env_str("DJANGO_SECRET_KEY", None if PRODUCTION else "local-dev-only-secret-key-not-for-production-use-0123456789")
+# Runtime state of this checkout (generated secret, `make run`'s data and logs); ignored by git.
+LOCAL_DIR = Path(env_str("MANGAASSIST_LOCAL_DIR", str(BASE_DIR / ".local")))
+# Production brings its own key. Locally the key is generated once per checkout (never a constant
+# anyone can read in the repository: it signs sessions, CSRF tokens and the listing cursors).
+if PRODUCTION:
+    SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+    if len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
+        raise ImproperlyConfigured(
+            f"DJANGO_SECRET_KEY is too weak ({len(SECRET_KEY)} characters, {len(set(SECRET_KEY))} distinct): "
+            "use at least 50 random characters, e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))'")
+else:
+    SECRET_KEY = env_optional("DJANGO_SECRET_KEY") or file_secret(LOCAL_DIR / "django-secret-key")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 

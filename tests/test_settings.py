@@ -27,6 +27,61 @@ def test_production_refuses_to_start_without_a_secret_key():
     assert "DJANGO_SECRET_KEY" in result.stderr
 
 
+OLD_CONSTANT_DEV_KEY = "local-dev-only-secret-key-not-for-production-use-0123456789"
+PRINT_KEY = ["shell", "--no-imports", "-c", "from django.conf import settings; print(settings.SECRET_KEY)"]
+
+
+def _local_key(local_dir) -> str:
+    result = _manage(*PRINT_KEY, MANGAASSIST_LOCAL_DIR=str(local_dir))
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_local_secret_key_is_generated_once_per_checkout(tmp_path):
+    first = _local_key(tmp_path)
+    stored = tmp_path / "django-secret-key"
+    assert stored.read_text().strip() == first
+    assert stored.stat().st_mode & 0o077 == 0  # readable by its owner only
+    assert len(first) >= 50 and first != OLD_CONSTANT_DEV_KEY
+    assert _local_key(tmp_path) == first  # read back afterwards, not regenerated
+    other = tmp_path / "other-checkout"
+    assert _local_key(other) != first
+
+
+def test_processes_starting_together_agree_on_the_generated_key(tmp_path):
+    # `make run` starts gunicorn's workers and Celery at once on a fresh checkout: one key must win.
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "MANGAASSIST_"))}
+    base["MANGAASSIST_LOCAL_DIR"] = str(tmp_path)
+    code = ("import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'mangaassist.settings'); "
+            "from django.conf import settings; print(settings.SECRET_KEY)")
+    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=base, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    keys = set()
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        keys.add(out.strip())
+    assert keys == {(tmp_path / "django-secret-key").read_text().strip()}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["django-secret-key"]  # no temporary files left
+
+
+def test_production_ignores_the_local_key_file(tmp_path):
+    _local_key(tmp_path)
+    result = _manage("check", MANGAASSIST_ENV="production", DJANGO_ALLOWED_HOSTS="console.example.com",
+                     MANGAASSIST_LOCAL_DIR=str(tmp_path))
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY" in result.stderr
+
+
+@pytest.mark.parametrize("key", ["short-production-key", "y" * 49, "ab" * 30])
+def test_production_refuses_a_weak_secret_key_at_start(key):
+    result = _manage("check", MANGAASSIST_ENV="production", DJANGO_ALLOWED_HOSTS="console.example.com",
+                     DJANGO_SECRET_KEY=key)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and "DJANGO_SECRET_KEY" in result.stderr
+    assert key not in result.stderr  # the refusal does not print the secret
+
+
 @pytest.mark.parametrize("name, value, message", [
     ("DYNAMODB_DAY_SHARDS", "eight", "is not an integer"),
     ("DYNAMODB_DAY_SHARDS", "0", "must be >= 1"),
