@@ -43,7 +43,7 @@ def test_verify_highlights_what_a_stale_dax_cache_shows(through_dax, viewer_clie
 def test_overview_shows_live_numbers(console, viewer_client, settings):
     settings.DAX_STATS_URL = None
     a = make_session(turns=12)
-    make_session(turns=1)
+    b = make_session(turns=1)
     # Waiting for a summary since the sweep's threshold: counted, online or not.
     waited = make_session(turns=2, started_at=utcnow() - timedelta(minutes=settings.SUMMARY_IDLE_MINUTES + 5))
     _backdate_due_marker(waited, minutes=settings.SUMMARY_IDLE_MINUTES + 4)
@@ -51,9 +51,17 @@ def test_overview_shows_live_numbers(console, viewer_client, settings):
     for _ in range(3):
         rate_limit_hit(customer_id="cust-r", limit=2)
     context_cache_get(session_id=a.session_id, variant="t20")  # one miss: ratio 0 % → alert band
-    body = viewer_client.get(reverse("dashboard:overview")).content.decode()
+    # "Sessions today" is the UTC day of the request: `waited` started 20 minutes ago, which is
+    # yesterday just after midnight. Count what the request's day holds (asking again if the
+    # day turned during the request).
+    while True:
+        day = utcnow().date()
+        body = viewer_client.get(reverse("dashboard:overview")).content.decode()
+        if utcnow().date() == day:
+            break
+    today = sum(1 for m in (a, b, waited) if m.started_at.date() == day)
     assert 'data-metric="online">1<' in body
-    assert 'data-metric="today">3<' in body
+    assert f'data-metric="today">{today}<' in body
     assert 'data-metric="denied">1<' in body
     assert 'data-metric="backlog">1<' in body
     assert 'data-metric="dax-item">n/a<' in body
