@@ -1,10 +1,42 @@
-"""Small display helpers. Every one returns plain text: Django's autoescaping stays in charge."""
+"""Small display helpers. Every one returns plain text (Django's autoescaping stays in charge),
+except ``visible_controls``, which escapes its input itself and returns markup."""
 
 from __future__ import annotations
 
+import re
+import unicodedata
+
 from django import template
+from django.utils.html import conditional_escape, escape
+from django.utils.safestring import SafeString, mark_safe
 
 register = template.Library()
+
+# Characters that change or hide what staff read without being seen themselves: C0/C1 controls
+# (but tab, newline, carriage return), the bidi embeddings, overrides, isolates and marks, and the
+# invisible zero-width space / word joiner / BOM. Zero-width (non-)joiners stay: emoji sequences and
+# several scripts need them, and they cannot reorder text.
+_HIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200b\u200e\u200f"
+                     "\u202a-\u202e\u2060\u2066-\u2069\ufeff]")
+
+
+def _marker(match: re.Match) -> str:
+    char = match.group()
+    code = f"U+{ord(char):04X}"
+    name = unicodedata.name(char, "control character")
+    return f'<span class="ctl" title="{code} {escape(name)}">{code}</span>'
+
+
+@register.filter
+def visible_controls(value) -> SafeString:
+    """``value`` escaped, with every control or bidi character shown as a ``U+XXXX`` marker.
+
+    Use it wherever customer-supplied text (chat turns, summaries, tags, model names) is rendered
+    in HTML. It escapes even under ``{% autoescape off %}``, since its result is marked safe; text
+    already marked safe is not escaped twice."""
+    if value is None:
+        return mark_safe("")
+    return mark_safe(_HIDDEN.sub(_marker, str(conditional_escape(value))))
 
 
 @register.filter

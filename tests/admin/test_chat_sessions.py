@@ -123,3 +123,24 @@ def test_admin_customer_delete_is_supervisor_only_and_the_refusal_is_audited(con
     assert list(AuditLog.objects.values_list("action", "outcome", "customer_id")) == [
         ("admin_customer_delete", "denied", "cust-adm")] * 2
     assert len(list(ChatItem.query(keys.session_pk(meta.session_id), consistent_read=True))) == 3
+
+
+def test_admin_shows_control_and_bidi_characters_as_markers(console, viewer_client):
+    from datetime import datetime, timezone
+
+    from sessions_app import services
+    from sessions_app.models import Summary
+
+    meta = make_session(customer_id="cust-bidi")
+    spoof = "<i>paid</i>\u202e devorppa dnufeR\u202c\x00\u2067x\u2069"
+    services.turn_write(session_id=meta.session_id, role="user", text=spoof, client_msg_id="x")
+    Summary(meta.pk, keys.summary_sk(1), through_seq=1, text="sum " + spoof, generator="extractive",
+            created_at=datetime.now(timezone.utc)).save()
+    SessionMeta.get(meta.pk, meta.sk).update(actions=[SessionMeta.summary_through.set(1)])
+    body = viewer_client.get(reverse("admin:chat_session_detail", args=[meta.session_id])).content.decode()
+    for char in ["\u202e", "\u202c", "\x00", "\u2067", "\u2069"]:
+        assert char not in body, repr(char)
+    assert body.count('<span class="ctl" title="U+202E RIGHT-TO-LEFT OVERRIDE">U+202E</span>') == 2
+    assert "&lt;i&gt;paid&lt;/i&gt;" in body and "<i>paid</i>" not in body
+    # The admin pages load the stylesheet that makes the markers stand out.
+    assert "dashboard/controls.css" in body
