@@ -66,7 +66,8 @@ def summary_generate(self, session_id: str) -> dict:
         # A summary that outgrew its time budget is retried by the sweep, not in a tight loop.
         log.warning("summary of %s exceeded its soft time limit", session_id)
         raise
-    return {"status": outcome.status, "session_id": session_id, "through_seq": outcome.through_seq}
+    return {"status": outcome.status, "session_id": session_id, "through_seq": outcome.through_seq,
+            "rounds": outcome.rounds}
 
 
 @shared_task(

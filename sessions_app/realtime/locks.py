@@ -76,36 +76,67 @@ def session_write_lock(*, session_id: str) -> Iterator[LockState]:
 # --- the summary lock -----------------------------------------------------------------------------
 # Not redis-py's Lock: its token is the Celery task id, so a redelivered copy of the task whose
 # first worker died holding the lock takes it over at once instead of waiting for the TTL.
-_release_if_owner = LuaScript(
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-)
+#
+# A run refused because another task holds the lock does not just leave: it marks the lock
+# ("<token>|wanted", APPEND keeps the expiry), in the same script that refused it, and the holder
+# learns from its release — also one script — whether anyone was refused meanwhile. The two
+# cannot interleave, so no refused run falls between the holder's last look and its release.
+_WANTED = "|wanted"
+
+_acquire_or_mark = LuaScript("""
+local held = redis.call('GET', KEYS[1])
+if not held then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+  return 1
+end
+if held == ARGV[1] or held == ARGV[1] .. ARGV[3] then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if string.sub(held, -string.len(ARGV[3])) ~= ARGV[3] then
+  redis.call('APPEND', KEYS[1], ARGV[3])
+end
+return 0
+""")
+
+_release_if_owner = LuaScript("""
+local held = redis.call('GET', KEYS[1])
+if held == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+if held == ARGV[1] .. ARGV[2] then
+  redis.call('DEL', KEYS[1])
+  return 2
+end
+return 0
+""")
 
 
 def summary_lock_acquire(*, session_id: str, token: str, ttl_seconds: int) -> bool:
     """True if the run holding ``token`` may go ahead (the lock is free, or already its own).
 
+    False: another task holds it, and now knows that a run was refused (see
+    :func:`summary_lock_release`) — the holder owes the refused run a look at the turns.
+
     The lock only saves duplicate work; the conditional summary write is the guard. Redis down:
     True (go ahead), logged and counted.
     """
-    key = keys.summary_lock_key(session_id=session_id)
     try:
         with redis_boundary("summary_lock_acquire"):
-            client = redis_connection()
-            if client.set(key, token, nx=True, ex=ttl_seconds):
-                return True
-            holder = client.get(key)
-            if holder is not None and holder.decode() == token:
-                client.expire(key, ttl_seconds)
-                return True
-            return holder is None and bool(client.set(key, token, nx=True, ex=ttl_seconds))
+            return _acquire_or_mark(keys=[keys.summary_lock_key(session_id=session_id)],
+                                    args=[token, ttl_seconds, _WANTED]) == 1
     except RedisUnavailable:
         return True
 
 
-def summary_lock_release(*, session_id: str, token: str) -> None:
-    """Release the lock if ``token`` still holds it. Redis down: nothing (the TTL frees it)."""
+def summary_lock_release(*, session_id: str, token: str) -> bool:
+    """Release the lock if ``token`` still holds it. Returns True if a run was refused while it
+    was held (its turns may be newer than what the holder summarised), else False — also when
+    ``token`` no longer holds it (its TTL, longer than the task's time limit, ran out). Redis
+    down: False (nothing could have been refused; the TTL frees the lock)."""
     try:
         with redis_boundary("summary_lock_release"):
-            _release_if_owner(keys=[keys.summary_lock_key(session_id=session_id)], args=[token])
+            return _release_if_owner(keys=[keys.summary_lock_key(session_id=session_id)], args=[token, _WANTED]) == 2
     except RedisUnavailable:
-        pass
+        return False

@@ -6,13 +6,15 @@ import json
 from datetime import timedelta
 
 from sessions_app import keys
-from sessions_app.realtime import context_cache_get
+from sessions_app.realtime import context_cache_get, summary_lock_acquire, summary_lock_release
+from sessions_app.realtime.keys import summary_lock_key
 from sessions_app.selectors.context import context_load
 from sessions_app.selectors.summaries import SummaryStates, summary_state
 from sessions_app.services import summaries
 from sessions_app.clock import utcnow
 from sessions_app.services.summaries import Outcome, summary_generate, summary_write
-from sessions_app.services.turns import turn_append
+from sessions_app.services.turns import turn_append, turn_write
+from sessions_app.summarizers.extractive import ExtractiveSummarizer
 from tests.builders import make_session, msg_id
 
 from tests.fixtures.celery_workers import meta_of, summaries_of
@@ -170,3 +172,56 @@ def test_a_request_the_broker_refused_leaves_nothing_pending_and_says_why(ddb, r
     assert (stored.summary_state, stored.summary_task_id, stored.summary_requested_at) == (None, None, None)
     assert stored.summary_error.startswith("not queued: could not publish")
     assert summary_state(meta=stored).state == SummaryStates.NONE
+
+
+# --- a run refused as busy: the holder serves it --------------------------------------------------
+
+class _RequestDuringSummary:
+    """A summarizer during whose first call another run asks for a summary of the same session
+    (after ``new_turns`` more turns landed) and is refused: the lock is held by the caller."""
+
+    def __init__(self, *, session_id: str, new_turns: int) -> None:
+        self.session_id, self.new_turns = session_id, new_turns
+        self.calls: list[int] = []
+        self.refused = None
+
+    def summarize(self, transcript):
+        self.calls.append(transcript.through_seq)
+        if self.refused is None:
+            for _ in range(self.new_turns):
+                turn_write(session_id=self.session_id, role="user", text="and vol. 4?", client_msg_id=msg_id())
+            self.refused = summary_generate(session_id=self.session_id, task_id="second")
+        return ExtractiveSummarizer().summarize(transcript)
+
+
+def test_a_run_refused_during_the_summary_is_served_by_the_holders_next_round(ddb, redis_client):
+    meta = make_session(turns=3)
+    summarizer = _RequestDuringSummary(session_id=meta.session_id, new_turns=2)
+    outcome = summary_generate(session_id=meta.session_id, task_id="first", summarizer=summarizer)
+    assert [int(s.through_seq) for s in summaries_of(meta.session_id)] == [3, 5]
+    assert summarizer.calls == [3, 5]
+    assert (summarizer.refused.status, summarizer.refused.rounds) == (Outcome.BUSY, 0)
+    assert (outcome.status, outcome.through_seq, outcome.rounds) == (Outcome.WRITTEN, 5, 2)
+    assert not redis_client.exists(summary_lock_key(session_id=meta.session_id))
+
+
+def test_a_refused_run_whose_turns_the_holder_covered_costs_no_second_summary(ddb, redis_client):
+    meta = make_session(turns=3)
+    summarizer = _RequestDuringSummary(session_id=meta.session_id, new_turns=0)
+    outcome = summary_generate(session_id=meta.session_id, task_id="first", summarizer=summarizer)
+    assert summarizer.refused.status == Outcome.BUSY
+    assert (outcome.status, outcome.through_seq, outcome.rounds) == (Outcome.WRITTEN, 3, 1)
+    assert summarizer.calls == [3]
+
+
+def test_a_refused_run_marks_the_lock_for_its_holder_and_keeps_its_expiry(ddb, redis_client):
+    meta = make_session(turns=2)
+    assert summary_lock_acquire(session_id=meta.session_id, token="holder", ttl_seconds=60)
+    assert summary_generate(session_id=meta.session_id, task_id="other").status == Outcome.BUSY
+    assert summary_generate(session_id=meta.session_id, task_id="third").status == Outcome.BUSY
+    assert 0 < redis_client.ttl(summary_lock_key(session_id=meta.session_id)) <= 60
+    assert summary_lock_acquire(session_id=meta.session_id, token="holder", ttl_seconds=60)  # its own: still in
+    assert summary_lock_release(session_id=meta.session_id, token="other") is False  # not the holder: nothing
+    assert summary_lock_release(session_id=meta.session_id, token="holder") is True  # someone was refused
+    assert summary_lock_acquire(session_id=meta.session_id, token="other", ttl_seconds=60)
+    assert summary_lock_release(session_id=meta.session_id, token="other") is False  # nobody was refused

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -21,7 +22,7 @@ from sessions_app.services.summaries import TASK_NAME, summary_write
 from sessions_app.services.turns import turn_append
 from tests.builders import make_session, msg_id
 
-from tests.fixtures.celery_workers import meta_of, summaries_of, use_broker, wait_for
+from tests.fixtures.celery_workers import meta_of, poll, summaries_of, use_broker, wait_for
 
 
 def _append(session_id: str, n: int) -> None:
@@ -181,3 +182,76 @@ def test_broker_down_does_not_fail_the_append_and_the_sweep_catches_up(ddb, brok
     assert broker_redis.llen("celery") == 1
 
 
+
+
+# --- requests refused as busy ---------------------------------------------------------------------
+
+def test_requests_refused_while_a_long_summary_runs_are_served_by_the_lock_holder(worker, gated, task_returns, settings):
+    """The holder summarises turns 1-10 while 20 more arrive and six requests find it busy: it
+    must come back for them itself, without the idle sweep (which no worker here runs)."""
+    settings.SUMMARY_EVERY_N_TURNS = 5
+    meta = make_session(turns=10)
+    holder = summaries.summary_request(session_id=meta.session_id, reason="test")
+    wait_for(lambda: len(gated.arrived()) == 1, what="the first run inside the summarizer, holding the lock")
+    _append(meta.session_id, 20)  # requests at turns 15, 20, 25 and 30
+    again = [summaries.summary_request(session_id=meta.session_id, reason="test") for _ in range(2)]
+    wait_for(lambda: len(task_returns.with_status("busy")) == 6, what="six requests refused as busy")
+    assert {tid for tid, _ in task_returns.with_status("busy")} >= set(again)
+    assert summaries_of(meta.session_id) == []
+    gated.open()
+    wait_for(lambda: _through(meta.session_id) == 30, what="a summary through the last turn")
+    worker.wait_idle()
+    assert [int(s.through_seq) for s in summaries_of(meta.session_id)] == [10, 30]
+    assert task_returns.of(holder) == [{"status": "written", "session_id": meta.session_id, "through_seq": 30, "rounds": 2}]
+    assert len(gated.arrived()) == 2  # one summarizer call per round, not one per request
+    stored = meta_of(meta.session_id)
+    assert summary_state(meta=stored).state == SummaryStates.FRESH and stored.summary_due_pk is None
+
+
+def test_a_request_refused_just_before_the_holder_lets_go_is_still_served(worker, task_returns):
+    """The boundary: a turn lands and its request is refused after the holder has read and
+    written everything it will write, just before it releases the lock."""
+    from pynamodb.signals import post_dynamodb_send
+
+    meta = make_session(turns=4)
+    main = threading.current_thread()
+    late: dict[str, object] = {}
+
+    def after_the_holders_write(sender, operation_name, table_name, req_uuid):
+        if operation_name != "TransactWriteItems" or threading.current_thread() is main or late:
+            return
+        late["thread"] = threading.current_thread()  # the holder, between its summary write and its release
+        _append(meta.session_id, 1)
+        late["request"] = summaries.summary_request(session_id=meta.session_id, reason="test")
+        # Not wait_for: this runs in the worker's thread; the test asserts on what it saw.
+        late["returned"] = poll(lambda: task_returns.of(late["request"]))
+
+    post_dynamodb_send.connect(after_the_holders_write, weak=False)
+    try:
+        holder = summaries.summary_request(session_id=meta.session_id, reason="test")
+        wait_for(lambda: "returned" in late, what="the late request to be answered while the holder waits")
+        wait_for(lambda: _through(meta.session_id) == 5, what="a summary through the late turn")
+        worker.wait_idle()
+    finally:
+        post_dynamodb_send.disconnect(after_the_holders_write)
+    assert late["returned"] == [{"status": "busy", "session_id": meta.session_id, "through_seq": 4, "rounds": 0}]
+    assert [int(s.through_seq) for s in summaries_of(meta.session_id)] == [4, 5]
+    assert task_returns.of(holder) == [{"status": "written", "session_id": meta.session_id, "through_seq": 5, "rounds": 2}]
+
+
+def test_a_holder_out_of_rounds_hands_the_refused_requests_to_a_new_task(worker, gated, task_returns, monkeypatch):
+    monkeypatch.setattr(summaries, "MAX_ROUNDS", 1)
+    meta = make_session(turns=3)
+    holder = summaries.summary_request(session_id=meta.session_id, reason="test")
+    wait_for(lambda: len(gated.arrived()) == 1, what="the first run inside the summarizer")
+    _append(meta.session_id, 2)
+    refused = summaries.summary_request(session_id=meta.session_id, reason="test")
+    wait_for(lambda: task_returns.of(refused), what="the second request to be refused")
+    gated.open()
+    wait_for(lambda: _through(meta.session_id) == 5, what="a summary through the last turn")
+    worker.wait_idle()
+    assert task_returns.of(holder) == [{"status": "written", "session_id": meta.session_id, "through_seq": 3, "rounds": 1}]
+    [(successor, _)] = [(tid, r) for tid, r in task_returns.with_status("written") if tid not in (holder, refused)]
+    assert task_returns.of(successor) == [{"status": "written", "session_id": meta.session_id, "through_seq": 5, "rounds": 1}]
+    assert [int(s.through_seq) for s in summaries_of(meta.session_id)] == [3, 5]
+    assert meta_of(meta.session_id).summary_task_id == successor
