@@ -87,6 +87,9 @@ def test_production_refuses_a_weak_secret_key_at_start(key):
     ("DYNAMODB_DAY_SHARDS", "0", "must be >= 1"),
     ("DAX_WRITE_THROUGH", "maybe", "is not a boolean"),
     ("MANGAASSIST_ENV", "staging", "must be 'local' or 'production'"),
+    ("LOGIN_FAILURE_LIMIT", "0", "must be >= 1"),
+    ("LOGIN_COOLOFF_MINUTES", "a while", "is not an integer"),
+    ("LOGIN_PROXY_COUNT", "-1", "must be >= 0"),
 ])
 def test_bad_environment_values_fail_loudly(name, value, message):
     result = _manage("check", **{name: value})
