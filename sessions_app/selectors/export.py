@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Iterator
+from decimal import Decimal
 
 from .. import keys
 from ..exceptions import InvalidInput
@@ -65,7 +66,8 @@ def export_json_chunks(*, sessions: Iterable[SessionMeta]) -> Iterator[bytes]:
 
 
 def export_csv_chunks(*, sessions: Iterable[SessionMeta]) -> Iterator[bytes]:
-    """One row per turn, with the session's columns repeated (spreadsheet-friendly, BOM for Excel)."""
+    """One row per turn, with the session's columns repeated (spreadsheet-friendly, BOM for Excel).
+    Every row goes through :func:`_csv_cell`."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
 
@@ -75,23 +77,34 @@ def export_csv_chunks(*, sessions: Iterable[SessionMeta]) -> Iterator[bytes]:
         buffer.truncate()
         return data
 
-    writer.writerow(CSV_COLUMNS)
-    yield "\ufeff".encode() + flush()
+    def row(cells: Iterable[object]) -> bytes:
+        writer.writerow([_csv_cell(cell) for cell in cells])
+        return flush()
+
+    yield "\ufeff".encode() + row(CSV_COLUMNS)
     for meta in sessions:
         s = session_dict(meta)
         for turn in session_turns_all(session_id=meta.session_id):
             t = turn_dict(turn)
-            writer.writerow([s["session_id"], s["customer_id"], s["channel"], s["locale"], s["status"],
-                             s["started_at"], t["seq"], t["role"], t["created_at"], t["model"] or "",
-                             _blank_if_none(t["latency_ms"]), _blank_if_none(t["tokens_in"]),
-                             _blank_if_none(t["tokens_out"]), _csv_safe(t["text"])])
-            yield flush()
+            yield row([s["session_id"], s["customer_id"], s["channel"], s["locale"], s["status"], s["started_at"],
+                       t["seq"], t["role"], t["created_at"], t["model"], t["latency_ms"], t["tokens_in"],
+                       t["tokens_out"], t["text"]])
 
 
-def _blank_if_none(value) -> object:
-    return "" if value is None else value
+# A spreadsheet runs a cell that starts with one of these as a formula (a tab or a line break
+# first is stripped by some, leaving the formula).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 
-def _csv_safe(text: str) -> str:
-    # Chat text is customer input: a leading = + - @ would run as a formula in a spreadsheet.
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+def _csv_cell(value: object) -> object:
+    """One CSV cell, safe to open in a spreadsheet: None is empty, a number (int, float,
+    Decimal — never a bool) stays a number, and any text that starts like a formula gets a
+    leading ``'`` — whatever the column, so a text that merely looks like arithmetic (``-1+2``)
+    is shown, not computed. Every stored value is someone's input: chat text and ``model`` from
+    the bot, ids and tags from its API, summaries from a model reading customers' words."""
+    if value is None:
+        return ""
+    if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
+        return value
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text

@@ -12,6 +12,7 @@ from sessions_app.models import AuditLog, ChatItem, SessionMeta
 from sessions_app.realtime import rate_limit_hit
 from tests.builders import make_session
 from tests.fixtures.staff import staff_user
+from tests.selectors.test_export import HOSTILE, csv_rows_defused, hostile_session
 
 
 def test_admin_index_links_chat_sessions_and_audit_log(console, supervisor_client):
@@ -144,3 +145,10 @@ def test_admin_shows_control_and_bidi_characters_as_markers(console, viewer_clie
     assert "&lt;i&gt;paid&lt;/i&gt;" in body and "<i>paid</i>" not in body
     # The admin pages load the stylesheet that makes the markers stand out.
     assert "dashboard/controls.css" in body
+
+
+def test_admin_csv_export_defuses_every_text_cell(console, supervisor_client):
+    meta = hostile_session()
+    export = supervisor_client.post(reverse("admin:chat_session_action", args=[meta.session_id]), {"action": "export_csv"})
+    assert export.status_code == 200 and export["Content-Type"] == "text/csv; charset=utf-8"
+    assert len(csv_rows_defused(b"".join(export.streaming_content), session_id=meta.session_id)) == len(HOSTILE)

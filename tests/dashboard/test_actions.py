@@ -6,6 +6,7 @@ import csv
 import io
 import json
 
+import pytest
 from django.urls import reverse
 
 from sessions_app import keys, services
@@ -21,6 +22,7 @@ from sessions_app.realtime import (
 )
 from sessions_app.selectors import context_load
 from tests.builders import at, make_session
+from tests.selectors.test_export import HOSTILE, csv_rows_defused, hostile_session
 
 XSS = '<img src=x onerror="alert(1)">'
 
@@ -210,3 +212,17 @@ def test_customer_delete_with_the_wrong_confirmation_deletes_nothing_and_is_audi
     assert all(len(list(ChatItem.query(keys.session_pk(m.session_id)))) > 0 for m in mine)
     row = AuditLog.objects.get(action="privacy_delete_customer")
     assert row.outcome == "error" and row.detail["error"].startswith("invalid_input")
+
+
+@pytest.mark.parametrize("entry", ["session", "customer", "filter"])
+def test_every_console_csv_export_defuses_every_text_cell(console, supervisor_client, entry):
+    meta = hostile_session(customer_id="cust-h", started_at=at("2026-11-20"))
+    url = {
+        "session": reverse("dashboard:session_export", args=[meta.session_id]),
+        "customer": reverse("dashboard:customer_export", args=["cust-h"]),
+        "filter": reverse("dashboard:filter_export") + "?day_from=2026-11-20&day_to=2026-11-20",
+    }[entry]
+    response = supervisor_client.post(url, {"format": "csv"})
+    assert response.status_code == 200 and response["Content-Type"] == "text/csv; charset=utf-8"
+    assert len(csv_rows_defused(_body(response), session_id=meta.session_id)) == len(HOSTILE)
+    assert AuditLog.objects.get(action="export_csv").detail["scope"] == entry
