@@ -73,6 +73,7 @@ _ROUTE_WEIGHT = {ROUTE_DAX: 0, ROUTE_DYNAMODB: 1, ROUTE_CONSISTENT: 2, ROUTE_FAL
 # https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Programming.Errors.html
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
+IDEMPOTENT_MISMATCH = "IdempotentParameterMismatchException"
 # A transaction that lost a race: a condition failed, or another transaction held an item.
 _RACE_CODES = frozenset({"TransactionCanceledException", "TransactionConflictException"})
 # "Try again later", not "your request is wrong".
@@ -99,6 +100,15 @@ def is_race_lost(exc: PynamoDBException) -> bool:
     """A transaction cancelled by a condition or a concurrent transaction: re-read and decide.
     (Which condition failed is not always reported: DAX drops CancellationReasons.)"""
     return exc.cause_response_code in _RACE_CODES
+
+
+def is_token_reused(exc: PynamoDBException) -> bool:
+    """A transaction whose ``ClientRequestToken`` DynamoDB has already seen in another encoding.
+    DAX re-encodes the transactions it forwards (its own expression placeholders), so when a
+    write-through times out and the same request is sent to DynamoDB directly, this is the
+    answer: the attempt did reach DynamoDB once already. Whether it committed is not said —
+    re-read and decide, as after a lost race."""
+    return exc.cause_response_code == IDEMPOTENT_MISMATCH
 
 
 def is_transient(exc: PynamoDBException) -> bool:

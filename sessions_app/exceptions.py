@@ -51,6 +51,14 @@ class SessionLocked(MangaAssistError):
     http_status = 409
 
 
+class ClientMsgIdConflict(MangaAssistError):
+    """A client message id already stored for a turn with another text or role: not a retry of
+    that message, and answering with the stored turn would hide the caller's new one."""
+
+    code = "client_msg_id_conflict"
+    http_status = 409
+
+
 class ConflictRetryExhausted(MangaAssistError):
     """Optimistic concurrency lost too many races in a row; the caller may retry."""
 

@@ -3,25 +3,100 @@
 import json
 import os
 import signal
+import socket
+import threading
 import time
 import urllib.request
+from contextlib import contextmanager
 
 import pytest
+from django.test import Client
 from pynamodb.exceptions import PutError
 
 from devtools import procs
 from devtools.dax import start_dax_node
 from sessions_app import dynamo, keys, selectors, services
 from sessions_app.models import SessionMeta
+from sessions_app.services.api_keys import api_key_create
 from tests.builders import make_session
 
 
 @pytest.fixture
 def node(infra, table_name, settings):
+    yield from _node(infra, table_name, settings, dynamodb_endpoint=infra["dynamodb_endpoint"])
+
+
+class _Relay:
+    """A real TCP hop between the DAX node and DynamoDB Local. While ``holding()``, DynamoDB's
+    answers to the node are dropped: a write the node forwards still reaches DynamoDB and
+    commits, but the node never hears back — a DAX node that stalls after forwarding."""
+
+    def __init__(self, upstream_port: int):
+        self.upstream_port = upstream_port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._hold = threading.Event()
+        self.withheld = threading.Event()  # DynamoDB answered while holding
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                down, _ = self._listener.accept()
+            except OSError:
+                return
+            up = socket.create_connection(("127.0.0.1", self.upstream_port))
+            self._sockets += [down, up]
+            threading.Thread(target=self._pipe, args=(down, up, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(up, down, True), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, answers: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if answers and self._hold.is_set():
+                    self.withheld.set()
+                    continue
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    @contextmanager
+    def holding(self):
+        self._hold.set()
+        try:
+            yield
+        finally:
+            self._hold.clear()
+
+    def close(self) -> None:
+        self._listener.close()
+        for sock in self._sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+
+@pytest.fixture
+def relay(infra):
+    hop = _Relay(int(infra["dynamodb_endpoint"].rsplit(":", 1)[1]))
+    yield hop
+    hop.close()
+
+
+@pytest.fixture
+def relayed_node(infra, table_name, settings, relay):
+    """A DAX node that reaches DynamoDB Local through ``relay``."""
+    yield from _node(infra, table_name, settings, dynamodb_endpoint=f"http://127.0.0.1:{relay.port}")
+
+
+def _node(infra, table_name, settings, *, dynamodb_endpoint):
     from sessions_app.services import table_delete, table_ensure
 
     port, stats_port = procs.free_port(), procs.free_port()
-    args = dict(dynamodb_endpoint=infra["dynamodb_endpoint"], stats_port=stats_port, log=infra["logs"] / "dax-fault.log")
+    args = dict(dynamodb_endpoint=dynamodb_endpoint, stats_port=stats_port, log=infra["logs"] / "dax-fault.log")
     state = {"proc": start_dax_node(port, **args)}
     settings.DYNAMODB_TABLE = table_name
     settings.DAX_ENDPOINTS = []
@@ -169,3 +244,41 @@ def test_routes_recorded_blocks_nest_and_see_only_their_own_calls(node):
         selectors.session_get(session_id=meta.session_id)
     assert down.routes == ["fallback"]
     node.restart()
+
+
+def test_a_turn_dynamodb_committed_before_dax_timed_out_is_answered_as_written_and_reaches_the_context(
+        relayed_node, relay, redis_client, db, settings):
+    """DAX forwards the append's transaction, DynamoDB commits it, DAX never answers: the DAX
+    request times out and the routed connection retries on DynamoDB. That retry is the same
+    request, so the append is this request's own write — 201, the context-cache hint raised (the
+    bot's next context has the turn), the every-N-turns summary requested — not a replay."""
+    settings.DAX_REQUEST_TIMEOUT = 0.5
+    settings.SUMMARY_EVERY_N_TURNS = 2
+    dynamo.dax_close()
+    client = Client(headers={"Authorization": f"Bearer {api_key_create(name='bot', scope='write')[1]}"})
+    meta = make_session()
+    base = f"/api/v1/sessions/{meta.session_id}"
+
+    def append(n):
+        return client.post(f"{base}/turns", {"role": "user", "text": f"turn {n}", "client_msg_id": f"m-{n}"},
+                           content_type="application/json")
+
+    def context():
+        response = client.get(f"{base}/context")
+        assert response.status_code == 200, response.content
+        return response["X-Context-Source"], [t["seq"] for t in response.json()["turns"]]
+
+    assert append(1).status_code == 201
+    context()
+    assert context() == ("redis", [1])
+    with relay.holding():
+        second = append(2)
+    assert relay.withheld.is_set()  # DynamoDB did answer the node: the forwarded write committed
+    assert _calls("fallback") >= 1  # and the DAX request failed over to DynamoDB
+    assert second.status_code == 201, second.content
+    assert second.json()["seq"] == 2
+    source, seqs = context()
+    assert seqs == [1, 2] and source != "redis"
+    stored = selectors.session_get(session_id=meta.session_id, consistent=True)
+    assert stored.turn_count == 2
+    assert stored.summary_state == "pending" and stored.summary_task_id

@@ -48,7 +48,9 @@ def turn_append_view(request: HttpRequest, response: HttpResponse, payload: Turn
     ``client_msg_id`` answers 200 with the turn stored the first time (nothing is written twice).
     ``X-RateLimit-Limit/Remaining/Reset`` describe the customer's window (absent when the limit
     could not be checked); 429 adds ``Retry-After``. 409: the session is closed
-    (``session_closed``) or too busy (``session_locked``, ``write_conflict``) — retry those."""
+    (``session_closed``) or too busy (``session_locked``, ``write_conflict``) — retry those —
+    or the ``client_msg_id`` is already stored for a turn with another text or role
+    (``client_msg_id_conflict``, field ``client_msg_id``: send the new message with a new id)."""
     result = turn_append(session_id=session_id, **payload.model_dump())
     for name, value in (result.rate.headers() if result.rate else {}).items():
         response[name] = value

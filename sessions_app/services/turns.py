@@ -6,8 +6,9 @@ import logging
 import math
 import random
 import time
+import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from pynamodb.exceptions import TransactWriteError
@@ -15,7 +16,7 @@ from pynamodb.transactions import TransactWrite
 
 from .. import dynamo, keys
 from ..realtime import RateDecision, context_cache_turn_written, rate_limit_hit, session_write_lock
-from ..exceptions import ConflictRetryExhausted, InvalidInput, SessionClosed
+from ..exceptions import ClientMsgIdConflict, ConflictRetryExhausted, InvalidInput, SessionClosed
 from ..models import ClientMessageMarker, SessionMeta, SessionStatus, Turn
 from ..selectors.sessions import session_get
 from ..clock import utcnow
@@ -63,14 +64,25 @@ def turn_validate(*, role: str, text: str, client_msg_id: str, model, latency_ms
             raise InvalidInput(f"{name} must be a whole number", field=name)
 
 
-def _stored_turn_for(session_id: str, client_msg_id: str) -> Turn | None:
-    """The turn an earlier append with this client message id wrote, if any (consistent read)."""
+def _stored_turn_for(session_id: str, client_msg_id: str, *, role: str, text: str) -> Turn | None:
+    """The turn an earlier append with this client message id wrote, if any (consistent read).
+
+    Raises ``ClientMsgIdConflict`` when that turn has another role or text: the caller is not
+    retrying that message, and answering with the stored turn would silently drop its new one.
+    """
     pk = keys.session_pk(session_id)
     try:
         marker = ClientMessageMarker.get(pk, keys.client_msg_sk(client_msg_id), consistent_read=True)
     except ClientMessageMarker.DoesNotExist:
         return None
-    return Turn.get(pk, keys.turn_sk(int(marker.seq)), consistent_read=True)
+    stored = Turn.get(pk, keys.turn_sk(int(marker.seq)), consistent_read=True)
+    if stored.role != role or stored.text != text:
+        differs = "role" if stored.role != role else "text"
+        raise ClientMsgIdConflict(
+            f"client_msg_id {client_msg_id!r} is already turn {int(stored.seq)}, with another {differs}; "
+            "use a new client_msg_id for a new message", field="client_msg_id", seq=int(stored.seq),
+        )
+    return stored
 
 
 def turn_write(
@@ -91,7 +103,18 @@ def turn_write(
     ``attribute_not_exists``) and advances META's ``turn_count`` guarded by the count we read, so
     concurrent writers can neither skip nor reuse a number. A writer that loses the race re-reads
     META (strongly consistent) and tries the next number. A retry with a client message id that is
-    already stored returns the stored turn and writes nothing — even after the session closed.
+    already stored returns the stored turn and writes nothing — even after the session closed
+    (``ClientMsgIdConflict`` if the stored turn has another role or text).
+
+    A write that committed although its answer was lost is this request's own write, not a
+    replay: when DAX forwards the transaction, DynamoDB commits it and DAX then times out, the
+    routed connection sends the same request to DynamoDB. Each attempt's transaction carries its
+    own ``ClientRequestToken``, so a resend of the same bytes (botocore's retries) is answered as
+    the success it was (DynamoDB keeps the token ten minutes); a resend that differs from what
+    DAX forwarded is refused as a reused token, or fails its conditions. Either way the
+    consistent re-read finds the marker, and the turn it points at is recognised as one of this
+    call's attempts by its ``seq`` and ``created_at`` (taken per attempt, to the microsecond):
+    then the result is ``created=True``, as if the answer had arrived.
 
     Does no Redis work: :func:`sessions_app.services.turn_append` wraps it with the rate limit,
     the session lock and cache invalidation.
@@ -101,11 +124,18 @@ def turn_write(
               tokens_in=tokens_in, tokens_out=tokens_out)
     pk = keys.session_pk(session_id)
     meta = meta or session_get(session_id=session_id, consistent=True)
+    attempts: set[tuple[int, datetime]] = set()  # (seq, created_at) of every turn this call tried to write
+
+    def stored_result() -> AppendResult | None:
+        stored = _stored_turn_for(session_id, client_msg_id, role=role, text=text)
+        if stored is None:
+            return None
+        return AppendResult(turn=stored, created=(int(stored.seq), stored.created_at) in attempts, meta=meta)
+
     for attempt in range(MAX_ATTEMPTS):
         if meta.status == SessionStatus.CLOSED:
-            stored = _stored_turn_for(session_id, client_msg_id)
-            if stored is not None:
-                return AppendResult(turn=stored, created=False, meta=meta)
+            if (result := stored_result()) is not None:
+                return result
             raise SessionClosed(f"session {session_id} is closed", field="session_id")
         expected = int(meta.turn_count)
         seq = expected + 1
@@ -119,8 +149,9 @@ def turn_write(
             expires_at=meta.expires_at or now + timedelta(days=settings.SESSION_TTL_DAYS),
         )
         marker = ClientMessageMarker(pk, keys.client_msg_sk(client_msg_id), seq=seq, expires_at=turn.expires_at)
+        attempts.add((seq, now))
         try:
-            with TransactWrite(connection=dynamo.connection()) as tx:
+            with TransactWrite(connection=dynamo.connection(), client_request_token=uuid.uuid4().hex) as tx:
                 tx.save(turn, condition=Turn.pk.does_not_exist())
                 tx.save(marker, condition=ClientMessageMarker.pk.does_not_exist())
                 tx.update(
@@ -136,16 +167,15 @@ def turn_write(
                     condition=(SessionMeta.turn_count == expected) & (SessionMeta.status != SessionStatus.CLOSED),
                 )
         except TransactWriteError as exc:
-            # A lost race is retried; anything else (validation, throttling, access) is not
-            # ours to retry here.
-            if not dynamo.is_race_lost(exc):
+            # A lost race is retried, and so is an attempt DynamoDB already saw through DAX;
+            # anything else (validation, throttling, access) is not ours to retry here.
+            if not (dynamo.is_race_lost(exc) or dynamo.is_token_reused(exc)):
                 raise
             # Which condition failed is not always reported (DAX drops CancellationReasons), so
             # decide from a consistent re-read instead of from the error.
             log.debug("append to %s lost attempt %d: %s", session_id, attempt, exc.cause_response_code)
-            stored = _stored_turn_for(session_id, client_msg_id)
-            if stored is not None:
-                return AppendResult(turn=stored, created=False, meta=meta)
+            if (result := stored_result()) is not None:
+                return result
             meta = session_get(session_id=session_id, consistent=True)
             time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
             continue
@@ -171,7 +201,8 @@ def turn_append(
     Contract: exactly-once per ``client_msg_id`` (a replay returns the stored turn, also when the
     customer is rate limited or the session has closed since). Raises ``InvalidInput``,
     ``SessionNotFound``, ``SessionClosed``, ``SessionLocked`` (lock contended past
-    ``SESSION_LOCK_WAIT``), ``RateLimited``. With Redis down the lock is skipped and the limiter
+    ``SESSION_LOCK_WAIT``), ``RateLimited``, ``ClientMsgIdConflict`` (the id is stored for a turn
+    with another role or text). With Redis down the lock is skipped and the limiter
     fails open (both logged and counted); the conditional write keeps the sequence exact.
     """
     validate_id(session_id, field="session_id")
@@ -186,7 +217,7 @@ def turn_append(
         if meta.status != SessionStatus.CLOSED:
             decision = rate_limit_hit(customer_id=meta.customer_id)
             if not decision.allowed:
-                stored = _stored_turn_for(session_id, client_msg_id)
+                stored = _stored_turn_for(session_id, client_msg_id, role=role, text=text)
                 if stored is not None:
                     return AppendResult(turn=stored, created=False, meta=meta, rate=decision)
                 decision.raise_if_denied()

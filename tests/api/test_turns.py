@@ -44,6 +44,22 @@ def test_replay_with_the_same_client_msg_id_returns_the_stored_turn_with_200(api
     assert session_get(session_id=session_id, consistent=True).turn_count == 1
 
 
+def test_a_replay_with_other_text_or_role_is_409_naming_client_msg_id_not_the_old_turn(api, settings):
+    settings.RATE_LIMIT_TURNS = 1
+    session_id = start_session(api)
+    assert api.post(f"/sessions/{session_id}/turns", {"role": "user", "text": "hello", "client_msg_id": "m-1"}).status_code == 201
+    # The customer's window is used up too: the conflict is still named, not a 429 or the old turn.
+    for body in ({"role": "user", "text": "goodbye"}, {"role": "assistant", "text": "hello"}):
+        response = api.post(f"/sessions/{session_id}/turns", {**body, "client_msg_id": "m-1"})
+        assert response.status_code == 409, response.content
+        error = error_of(response)
+        assert error["code"] == "client_msg_id_conflict" and error["field"] == "client_msg_id"
+    api.post(f"/sessions/{session_id}/close")
+    response = api.post(f"/sessions/{session_id}/turns", {"role": "user", "text": "goodbye", "client_msg_id": "m-1"})
+    assert response.status_code == 409 and error_of(response)["code"] == "client_msg_id_conflict"
+    assert [(t.seq, t.text) for t in stored_turns(session_id)] == [(1, "hello")]
+
+
 def test_rate_limited_append_is_429_with_retry_after_and_writes_nothing(api, settings):
     settings.RATE_LIMIT_TURNS = 2
     session_id = start_session(api)

@@ -3,7 +3,7 @@ import threading
 import pytest
 
 from sessions_app import keys, selectors, services
-from sessions_app.exceptions import InvalidInput, SessionClosed, SessionNotFound
+from sessions_app.exceptions import ClientMsgIdConflict, InvalidInput, SessionClosed, SessionNotFound
 from sessions_app.models import ChatItem, Turn
 from tests.builders import make_session, msg_id
 from tests.fixtures.read_paths import ddb  # noqa: F401  (each test runs direct and through DAX)
@@ -82,6 +82,21 @@ def test_append_to_closed_session_raises_closed_but_replay_still_answers(ddb):
     replay = services.turn_write(session_id=meta.session_id, role="user", text="bye", client_msg_id="last")
     assert not replay.created and replay.turn.seq == stored.turn.seq
     assert len(_stored_turns(meta.session_id)) == 1
+
+
+@pytest.mark.parametrize("change", [{"text": "something else"}, {"role": "assistant"}])
+@pytest.mark.parametrize("closed", [False, True])
+def test_a_replay_that_differs_from_the_stored_turn_is_a_conflict_and_writes_nothing(ddb, change, closed):
+    meta = make_session()
+    services.turn_write(session_id=meta.session_id, role="user", text="hello", client_msg_id="dup-1")
+    if closed:
+        services.session_close(session_id=meta.session_id)
+    before = list(ChatItem.query(keys.session_pk(meta.session_id), consistent_read=True))
+    with pytest.raises(ClientMsgIdConflict) as info:
+        services.turn_write(session_id=meta.session_id, **{"role": "user", "text": "hello", **change}, client_msg_id="dup-1")
+    assert info.value.field == "client_msg_id" and info.value.code == "client_msg_id_conflict"
+    after = list(ChatItem.query(keys.session_pk(meta.session_id), consistent_read=True))
+    assert [(i.sk, i.type) for i in after] == [(i.sk, i.type) for i in before]
 
 
 @pytest.mark.parametrize(
