@@ -51,7 +51,8 @@ def session_lock_ttl_seconds() -> float:
 
 
 def summary_lock_key(*, session_id: str) -> str:
-    """Held by one summary task per session; its value is the task id (see locks.py)."""
+    """Held by one summary task per session; its value is the task id, with ``|wanted`` appended
+    once another run was refused while it held the lock (see locks.py)."""
     return f"lock:summary:{_require(session_id, 'session_id')}"
 
 
