@@ -48,18 +48,53 @@ def _user(username: str, group: str):
     return user
 
 
+def watch_for_csp_violations(page, found: list[str]) -> None:
+    """Collect what Chromium reports when the Content-Security-Policy refuses something (a console
+    error "Refused to …", naming the policy) and any uncaught page error."""
+    def on_console(message):
+        if "Content Security Policy" in message.text or message.text.startswith("Refused to"):
+            found.append(f"{page.url}: {message.text}")
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: found.append(f"{page.url}: uncaught {error}"))
+
+
 @pytest.fixture
-def make_page(chromium, site):
-    """``make_page(group="Supervisor", viewport=DESKTOP)`` → a logged-in page."""
+def csp_violations():
+    """Every page built by ``make_page``/``browser_page`` reports here; none may be reported."""
+    found: list[str] = []
+    yield found
+    assert found == [], "the Content-Security-Policy refused something:\n" + "\n".join(found)
+
+
+@pytest.fixture
+def browser_page(chromium, site, csp_violations):
+    """``browser_page(viewport=DESKTOP)`` → a fresh, logged-out page, watched for CSP violations."""
     contexts = []
 
-    def build(*, group: str = "Supervisor", viewport: dict = DESKTOP):
-        username = f"{group.lower()}-{len(contexts)}"
-        _user(username, group)
+    def build(*, viewport: dict = DESKTOP):
         context = chromium.new_context(viewport=viewport, accept_downloads=True)
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(15_000)
+        watch_for_csp_violations(page, csp_violations)
+        return page
+
+    yield build
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def make_page(browser_page, site):
+    """``make_page(group="Supervisor", viewport=DESKTOP)`` → a page logged in to the console."""
+    count = []
+
+    def build(*, group: str = "Supervisor", viewport: dict = DESKTOP):
+        username = f"{group.lower()}-{len(count)}"
+        count.append(username)
+        _user(username, group)
+        page = browser_page(viewport=viewport)
         page.goto(site + "/accounts/login/")
         page.fill("#id_username", username)
         page.fill("#id_password", "pw-" + username + "-123")
@@ -67,9 +102,7 @@ def make_page(chromium, site):
         page.wait_for_url(site + "/")
         return page
 
-    yield build
-    for context in contexts:
-        context.close()
+    return build
 
 
 def shot(page, name: str) -> Path:
