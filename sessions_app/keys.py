@@ -8,7 +8,9 @@ is chronological. See README.md "Data model" for the table layout.
 from __future__ import annotations
 
 import json
+import re
 import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 from django.core import signing
 
 from .exceptions import InvalidCursor
+from .ids import ID_PATTERN
 
 SESSION_PREFIX = "SESSION#"
 META_SK = "META"
@@ -124,6 +127,19 @@ def started_sk(started_at: datetime, session_id: str) -> str:
     return f"{ts_str(started_at)}#{session_id}"
 
 
+# fullmatch, not the pattern's "$": that also matches before a final newline.
+_STARTED_SK_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z#" + ID_PATTERN.removeprefix("^").removesuffix("$"))
+
+
+def started_sk_parse(sort_key: object) -> tuple[datetime, str]:
+    """The start time and session id of a :func:`started_sk`; ``ValueError`` for anything that
+    is not exactly one (a fixed-width UTC timestamp, ``#``, a valid id)."""
+    if not isinstance(sort_key, str) or not _STARTED_SK_RE.fullmatch(sort_key):
+        raise ValueError(f"not a session sort key: {sort_key!r}")
+    stamp, session_id = sort_key.split("#", 1)
+    return parse_ts(stamp), session_id
+
+
 # --- cursors -----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -140,7 +156,44 @@ def cursor_encode(cursor: Cursor) -> str:
     return signing.dumps(payload, salt=CURSOR_SALT, compress=True, serializer=_CompactJSONSerializer)
 
 
-def cursor_decode(token: str, *, kind: str) -> Cursor:
+# A cursor's state, checked: a valid signature proves that the state was signed with our key,
+# not that we made it — a leaked or shared key can sign anything. Each listing declares the shape
+# of its state with these checks, and cursor_decode refuses any other state as malformed.
+Check = Callable[[Any], bool]
+
+
+def cursor_int(low: int, high: int) -> Check:
+    """An integer from ``low`` to ``high`` (JSON ``true`` is not 1 here)."""
+    return lambda value: type(value) is int and low <= value <= high
+
+
+def cursor_text(max_length: int = 256) -> Check:
+    return lambda value: isinstance(value, str) and len(value) <= max_length
+
+
+def cursor_list(item: Check, *, max_length: int) -> Check:
+    return lambda value: isinstance(value, list) and len(value) <= max_length and all(item(v) for v in value)
+
+
+def cursor_optional(check: Check) -> Check:
+    """``null`` or what ``check`` accepts."""
+    return lambda value: value is None or check(value)
+
+
+def cursor_started_sk(value: object) -> bool:
+    try:
+        started_sk_parse(value)
+    except ValueError:
+        return False
+    return True
+
+
+def cursor_decode(token: str, *, kind: str, shape: Mapping[str, Check] | None = None) -> Cursor:
+    """The cursor ``token`` names, if we signed it for ``kind``; else ``InvalidCursor``.
+
+    ``shape`` names every key the state must hold — no more, no fewer — and the check its value
+    must pass; every listing passes one, so no forged state gets further than this.
+    """
     try:
         payload = signing.loads(token, salt=CURSOR_SALT, serializer=_CompactJSONSerializer)
     except signing.BadSignature:
@@ -149,7 +202,10 @@ def cursor_decode(token: str, *, kind: str) -> Cursor:
         raise InvalidCursor("cursor is malformed", field="cursor") from None
     if not isinstance(payload, dict) or payload.get("k") != kind or not isinstance(payload.get("s"), dict):
         raise InvalidCursor(f"cursor does not belong to this listing ({kind})", field="cursor")
-    return Cursor(kind=kind, state=payload["s"])
+    state = payload["s"]
+    if shape is not None and (set(state) != set(shape) or not all(check(state[name]) for name, check in shape.items())):
+        raise InvalidCursor("cursor is malformed", field="cursor")
+    return Cursor(kind=kind, state=state)
 
 
 class _CompactJSONSerializer:

@@ -64,3 +64,51 @@ def test_cursor_of_another_listing_is_rejected():
     token = keys.cursor_encode(keys.Cursor(kind="turns", state={"before": 5}))
     with pytest.raises(InvalidCursor):
         keys.cursor_decode(token, kind="sessions")
+
+
+@given(
+    st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(timezone.utc)),
+    st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,20}", fullmatch=True),
+)
+def test_started_sort_keys_parse_back_to_their_time_and_id(moment, session_id):
+    assert keys.started_sk_parse(keys.started_sk(moment, session_id)) == (moment, session_id)
+
+
+@pytest.mark.parametrize("value", [
+    None, 7, ["2026-11-20T08:00:00.000000Z#abc"], "", "abc", "2026-11-20#abc", "2026-11-20T08:00:00Z#abc",
+    "2026-11-20T08:00:00.000000Z#", "2026-11-20T08:00:00.000000Z#bad id", "2026-11-20T08:00:00.000000Z#abc\n",
+    "2026-11-20T08:00:00.000000Z#a#b", "2026-13-40T08:00:00.000000Z#abc",
+])
+def test_anything_else_is_not_a_started_sort_key(value):
+    with pytest.raises(ValueError):
+        keys.started_sk_parse(value)
+    assert not keys.cursor_started_sk(value)
+
+
+SHAPE = {"n": keys.cursor_int(1, 9), "t": keys.cursor_optional(keys.cursor_text(5)),
+         "l": keys.cursor_list(keys.cursor_started_sk, max_length=2)}
+
+
+def test_a_cursor_state_of_the_declared_shape_decodes():
+    state = {"n": 3, "t": None, "l": ["2026-11-20T08:00:00.000000Z#abc"]}
+    token = keys.cursor_encode(keys.Cursor(kind="k", state=state))
+    assert keys.cursor_decode(token, kind="k", shape=SHAPE).state == state
+
+
+@pytest.mark.parametrize("state", [
+    {"n": 3, "t": None},  # a key missing
+    {"n": 3, "t": None, "l": [], "x": 1},  # a key too many
+    {"n": True, "t": None, "l": []},  # JSON true is not the number 1
+    {"n": 3.0, "t": None, "l": []},
+    {"n": 10, "t": None, "l": []},
+    {"n": 3, "t": "toolong", "l": []},
+    {"n": 3, "t": 5, "l": []},
+    {"n": 3, "t": None, "l": "2026-11-20T08:00:00.000000Z#abc"},
+    {"n": 3, "t": None, "l": ["x"]},
+    {"n": 3, "t": None, "l": ["2026-11-20T08:00:00.000000Z#abc"] * 3},
+])
+def test_a_signed_cursor_state_of_another_shape_is_invalid(state):
+    token = keys.cursor_encode(keys.Cursor(kind="k", state=state))
+    with pytest.raises(InvalidCursor) as info:
+        keys.cursor_decode(token, kind="k", shape=SHAPE)
+    assert info.value.field == "cursor"

@@ -44,6 +44,17 @@ MAX_CHUNK = 200
 # A filtered partition starts with this many times the unfiltered chunk: DynamoDB's Limit counts
 # items before the filter, and a round of shard reads costs far more than a few extra index items.
 FILTERED_CHUNK_FACTOR = 3
+MAX_SHARDS = 256  # more shards than any index has: a bound for a cursor's list of positions
+# The state of a listing cursor: f — the filters' fingerprint; g — the group (day) being read;
+# p — per partition of that group, where to resume: null (from the top), a sort key, or "done";
+# or p null, from the top of the group. What the filters decide (which group, how many
+# partitions, which days) is checked by _cursor_resume.
+CURSOR_SHAPE = {
+    "f": keys.cursor_text(64),
+    "g": keys.cursor_int(0, MAX_DAYS),
+    "p": keys.cursor_optional(keys.cursor_list(
+        keys.cursor_optional(lambda v: v == DONE or keys.cursor_started_sk(v)), max_length=MAX_SHARDS)),
+}
 
 
 @dataclass(frozen=True)
@@ -129,9 +140,13 @@ class SessionPage:
     filters: dict = field(default_factory=dict)
 
 
+def _window(day_from: date, day_to: date) -> tuple[str, str]:
+    """The lowest and highest index sort key of sessions started in the days."""
+    return f"{day_from.isoformat()}T00:00:00.000000Z", f"{day_to.isoformat()}T23:59:59.999999Z#~"  # '~' sorts after every id character
+
+
 def _plan(*, day_from: date, day_to: date, customer_id: str | None, status: str | None, channel: str | None) -> list[list[_StreamSpec]]:
-    low = f"{day_from.isoformat()}T00:00:00.000000Z"
-    high = f"{day_to.isoformat()}T23:59:59.999999Z#~"  # '~' sorts after every id character
+    low, high = _window(day_from, day_to)
     if customer_id:
         filters = _and(
             SessionMeta.status == status if status else None,
@@ -167,6 +182,25 @@ def _pool() -> ThreadPoolExecutor:
     if _POOL is None or _POOL[0] != os.getpid():
         _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=16, thread_name_prefix="session-list"))
     return _POOL[1]
+
+
+def _cursor_resume(cursor: str, *, fingerprint: str, groups: list[list[_StreamSpec]], window: tuple[str, str]) -> tuple[int, list | None]:
+    """The group and partition positions a listing cursor resumes at, or ``InvalidCursor``:
+    its state has the declared shape (keys.cursor_decode), was made for these filters, names one
+    of their groups and one position per partition of it, each within the listing's days (the
+    start key of a Query outside its key condition is refused by DynamoDB)."""
+    state = keys.cursor_decode(cursor, kind=LIST_CURSOR, shape=CURSOR_SHAPE).state
+    if state["f"] != fingerprint:
+        raise InvalidCursor("cursor was made for other filters", field="cursor")
+    group_index, positions = state["g"], state["p"]
+    if group_index >= len(groups):
+        raise InvalidCursor("cursor is out of range", field="cursor")
+    if positions is not None:
+        low, high = window
+        if len(positions) != len(groups[group_index]) or not all(
+                p in (None, DONE) or low <= p <= high for p in positions):
+            raise InvalidCursor("cursor is out of range", field="cursor")
+    return group_index, positions
 
 
 def _and(*conditions):
@@ -215,19 +249,15 @@ def session_list(
 
     group_index, positions = 0, None
     if cursor:
-        state = keys.cursor_decode(cursor, kind=LIST_CURSOR).state
-        if state.get("f") != fingerprint:
-            raise InvalidCursor("cursor was made for other filters", field="cursor")
-        group_index, positions = state.get("g"), state.get("p")
-        if not isinstance(group_index, int) or not 0 <= group_index <= len(groups):
-            raise InvalidCursor("cursor is out of range", field="cursor")
+        group_index, positions = _cursor_resume(cursor, fingerprint=fingerprint, groups=groups,
+                                                window=_window(day_from, day_to))
 
     found: list[dict] = []
     requests = 0
     short_reason = None
     while len(found) < limit and group_index < len(groups):
         specs = groups[group_index]
-        if positions is None or len(positions) != len(specs):
+        if positions is None:
             positions = [None] * len(specs)
         chunk = limit if len(specs) == 1 else max(2, math.ceil(limit / len(specs)) + 1)
         streams = [_Stream(spec, pos, chunk) for spec, pos in zip(specs, positions)]

@@ -62,6 +62,8 @@ class TurnPage:
 
 
 TURNS_CURSOR = "turns"
+# The state of a turns cursor: the session, and the seq the next (older) page ends before.
+TURNS_CURSOR_SHAPE = {"session": keys.cursor_text(), "before": keys.cursor_int(2, keys.MAX_SEQ + 1)}
 
 
 def turns_page(*, session_id: str, cursor: str | None = None, limit: int = 50, meta: SessionMeta | None = None) -> TurnPage:
@@ -72,8 +74,8 @@ def turns_page(*, session_id: str, cursor: str | None = None, limit: int = 50, m
     meta = meta or session_get(session_id=session_id)
     count = int(meta.turn_count)
     if cursor:
-        state = keys.cursor_decode(cursor, kind=TURNS_CURSOR).state
-        if state.get("session") != session_id or not isinstance(state.get("before"), int):
+        state = keys.cursor_decode(cursor, kind=TURNS_CURSOR, shape=TURNS_CURSOR_SHAPE).state
+        if state["session"] != session_id:
             raise keys.InvalidCursor("cursor belongs to another session", field="cursor")
         high = min(state["before"] - 1, count)
     else:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.core import signing
 
-from sessions_app import services
+from sessions_app import keys, services
 from sessions_app.clock import utcnow
 from sessions_app.models import SessionMeta
 from sessions_app.realtime import presence_heartbeat
@@ -123,3 +124,25 @@ def test_post_to_sessions_still_starts_a_session(api):
     response = api.post("/sessions", {"customer_id": "cust-1", "channel": "web"})
     assert response.status_code == 201
     assert _ids(api.get("/sessions")) == [response.json()["session_id"]]
+
+
+@pytest.mark.parametrize("forge", [
+    lambda f: [1],
+    lambda f: {"p": "abcdefgh"},
+    lambda f: {"f": f, "g": 0, "p": "abcdefgh"},
+    lambda f: {"f": f, "g": 0, "p": [1] * 8},
+    lambda f: {"f": f, "g": True, "p": None},
+    lambda f: {"f": f, "g": 10**6, "p": None},
+    lambda f: {"f": {"x": 1}, "g": 0, "p": None},
+])
+def test_a_signed_cursor_with_a_forged_state_is_400_invalid_cursor(api, settings, forge):
+    settings.DYNAMODB_DAY_SHARDS = 8
+    for n in range(3):
+        make_session(started_at=at("2026-11-20", n))
+    real = api.get("/sessions", limit=1, **DAY).json()["cursor"]
+    fingerprint = signing.loads(real, salt=keys.CURSOR_SALT)["s"]["f"]
+    forged = keys.cursor_encode(keys.Cursor(kind="sessions", state=forge(fingerprint)))
+    response = api.get("/sessions", limit=1, cursor=forged, **DAY)
+    assert response.status_code == 400, response.content
+    error = error_of(response)
+    assert error["code"] == "invalid_cursor" and error["field"] == "cursor"

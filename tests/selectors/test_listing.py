@@ -3,6 +3,8 @@ import random
 from datetime import date
 
 import pytest
+from django.core import signing
+from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
 from sessions_app import keys, selectors, services
 from sessions_app.exceptions import InvalidCursor, InvalidInput
@@ -176,3 +178,89 @@ def test_bad_listing_arguments_name_the_field(ddb, kwargs, field):
     with pytest.raises(InvalidInput) as info:
         selectors.session_list(**kwargs)
     assert info.value.field == field
+
+
+# --- forged cursors: a valid signature proves we signed it once, not that its state is sane --------
+
+WINDOW = {"day_from": date(2026, 11, 18), "day_to": date(2026, 11, 20)}  # population: 3 days x 4 day shards
+
+
+def _signed(state, kind="sessions"):
+    """A cursor with a valid signature and any state: what a holder of the signing key can make."""
+    return keys.cursor_encode(keys.Cursor(kind=kind, state=state))
+
+
+def _state_of(token):
+    return signing.loads(token, salt=keys.CURSOR_SALT)["s"]
+
+
+@pytest.fixture
+def fingerprint(population):
+    return _state_of(selectors.session_list(**WINDOW, limit=5).cursor)["f"]
+
+
+SORT_KEY = "2026-11-20T08:00:00.000000Z#abc"
+
+
+def _forged(f):
+    return [
+        [1], "abc", None, 7, {"p": "abcdefgh"}, {},
+        {"f": f, "g": 0, "p": "abcd"},  # a string as long as the group: each letter a "position"
+        {"f": f, "g": 0, "p": [1, 2, 3, 4]},
+        {"f": f, "g": 0, "p": ["x", "x", "x", "x"]},
+        {"f": f, "g": 0, "p": [{"a": 1}, None, None, None]},
+        {"f": f, "g": 0, "p": ["2026-11-20T08:00:00.000000Z#bad id", None, None, None]},
+        {"f": f, "g": 0, "p": ["2026-11-20#abc", None, None, None]},
+        {"f": f, "g": 0, "p": [SORT_KEY, None, None]},  # not one position per shard
+        {"f": f, "g": True, "p": None},
+        {"f": f, "g": -1, "p": None},
+        {"f": f, "g": 3, "p": None},  # past the last day
+        {"f": f, "g": 0.0, "p": None},
+        {"f": f, "g": "0", "p": None},
+        {"f": f, "g": 0, "p": None, "extra": 1},
+        {"f": f, "g": 0},
+        {"f": [f], "g": 0, "p": None},
+    ]
+
+
+def test_a_signed_cursor_with_a_forged_state_is_an_invalid_cursor(population, fingerprint):
+    for state in _forged(fingerprint):
+        with pytest.raises(InvalidCursor) as info:
+            selectors.session_list(**WINDOW, cursor=_signed(state))
+        assert info.value.field == "cursor", state
+
+
+def test_a_position_outside_the_listings_days_is_an_invalid_cursor_not_a_store_error(population):
+    f = _state_of(selectors.session_list(customer_id="alice", **WINDOW, limit=1).cursor)["f"]
+    for position in ("2025-01-01T00:00:00.000000Z#abc", "2027-01-01T00:00:00.000000Z#abc"):
+        with pytest.raises(InvalidCursor):
+            selectors.session_list(customer_id="alice", **WINDOW, cursor=_signed({"f": f, "g": 0, "p": [position]}))
+
+
+def test_a_well_formed_state_still_pages(population, fingerprint):
+    page = selectors.session_list(**WINDOW, limit=3, cursor=_signed({"f": fingerprint, "g": 0, "p": None}))
+    assert [m.session_id for m in page.sessions] == _newest_first(population)[:3]
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=3), children, max_size=4),
+    max_leaves=12,
+)
+_position = st.none() | st.just("done") | st.just(SORT_KEY) | _json
+
+
+@hypothesis_settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_signed_state_is_a_page_or_an_invalid_cursor_never_a_crash(population, fingerprint, data):
+    state = data.draw(_json | st.fixed_dictionaries({
+        "f": st.just(fingerprint) | _json,
+        "g": st.integers(-2, 4) | _json,
+        "p": st.none() | st.lists(_position, min_size=3, max_size=5) | _json,
+    }))
+    try:
+        page = selectors.session_list(**WINDOW, limit=3, cursor=_signed(state))
+    except InvalidCursor as exc:
+        assert exc.field == "cursor"
+    else:
+        assert len(page.sessions) <= 3

@@ -161,6 +161,29 @@ def test_turns_page_walks_newest_first_without_gaps(ddb):
     assert seen == list(range(23, 0, -1))
 
 
+@pytest.mark.parametrize("forge", [
+    lambda sid: [1],
+    lambda sid: {"session": sid},
+    lambda sid: {"session": sid, "before": "5"},
+    lambda sid: {"session": sid, "before": True},
+    lambda sid: {"session": sid, "before": 5.0},
+    lambda sid: {"session": sid, "before": 1},
+    lambda sid: {"session": sid, "before": -3},
+    lambda sid: {"session": sid, "before": 10**11},
+    lambda sid: {"session": sid, "before": 5, "extra": 1},
+    lambda sid: {"session": [sid], "before": 5},
+    lambda sid: {"session": "someone-else", "before": 5},
+])
+def test_a_signed_turns_cursor_with_a_forged_state_is_an_invalid_cursor(ddb, forge):
+    from sessions_app.exceptions import InvalidCursor
+
+    meta = make_session(turns=3)
+    forged = keys.cursor_encode(keys.Cursor(kind=selectors.sessions.TURNS_CURSOR, state=forge(meta.session_id)))
+    with pytest.raises(InvalidCursor) as info:
+        selectors.turns_page(session_id=meta.session_id, cursor=forged, limit=2)
+    assert info.value.field == "cursor"
+
+
 def test_context_read_returns_last_turns_oldest_first(ddb):
     meta = make_session(turns=7)
     ctx = selectors.context_read(session_id=meta.session_id, turns=3, min_seq=7)
