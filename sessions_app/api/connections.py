@@ -10,7 +10,8 @@ from django.http import HttpRequest
 from ninja import Path, Router, Status
 
 from ..exceptions import MangaAssistError
-from ..realtime import connection_delete, connection_get, connection_put
+from ..realtime import connection_delete, connection_get
+from ..services.presence import connection_bind
 from .auth import READ, WRITE
 from .errors_openapi import errors
 from .params import query_strict
@@ -26,11 +27,13 @@ class ConnectionNotFound(MangaAssistError):
     http_status = 404
 
 
-@router.put("/connections/{connection_id}", auth=WRITE, response={200: ConnectionOut, **errors(400, 401, 403, 503)})
+@router.put("/connections/{connection_id}", auth=WRITE, response={200: ConnectionOut, **errors(400, 401, 403, 404, 409, 503)})
 @query_strict()
 def connection_put_view(request: HttpRequest, payload: ConnectionIn, connection_id: str = ConnectionId):
-    """Bind the connection to a session (idempotent; rebinding moves it)."""
-    connection_put(connection_id=connection_id, session_id=payload.session_id)
+    """Bind the connection to a session (idempotent; rebinding moves it). 404
+    ``session_not_found``: the session does not exist (never did, or was deleted); 409
+    ``session_closed``. A refused bind leaves the connection's binding as it was."""
+    connection_bind(connection_id=connection_id, session_id=payload.session_id)
     return ConnectionOut(connection_id=connection_id, session_id=payload.session_id)
 
 

@@ -10,9 +10,9 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from ninja import Path, Query, Router, Status
 
-from ..realtime import presence_heartbeat
 from ..selectors import context_load, session_dict, session_get, turn_dict
 from ..services import session_close, session_start, turn_append
+from ..services.presence import presence_record
 from .auth import READ, WRITE
 from .errors_openapi import errors
 from .params import query_strict
@@ -88,13 +88,15 @@ def session_close_view(request: HttpRequest, session_id: str = SessionId):
     return session_dict(meta)
 
 
-@router.post("/sessions/{session_id}/heartbeat", auth=WRITE, response={200: PresenceOut, **errors(400, 401, 403, 503)})
+@router.post("/sessions/{session_id}/heartbeat", auth=WRITE, response={200: PresenceOut, **errors(400, 401, 403, 404, 409, 503)})
 @query_strict()
 def presence_heartbeat_view(request: HttpRequest, session_id: str = SessionId, payload: HeartbeatIn | None = None):
     """Mark the session online (optionally naming the WebSocket ``connection_id``). Presence
     lives in Redis only; with Redis down the heartbeat is not recorded and the state is
-    ``unknown`` — still a 200: the chat itself is unaffected."""
+    ``unknown`` — still a 200: the chat itself is unaffected. 404 ``session_not_found``: the
+    session does not exist (never did, or was deleted); 409 ``session_closed``: stop sending
+    heartbeats — a closed session is never shown online."""
     connection_id = payload.connection_id if payload else None
-    recorded = presence_heartbeat(session_id=session_id, connection_id=connection_id)
+    recorded = presence_record(session_id=session_id, connection_id=connection_id)
     return PresenceOut(session_id=session_id, state="online" if recorded else "unknown",
                        connection_id=connection_id if recorded else None)

@@ -67,6 +67,16 @@ def start_session(api: Api, **fields) -> str:
     return response.json()["session_id"]
 
 
+def privacy_delete(session_id: str) -> None:
+    """Erase the session as a Supervisor's privacy delete does (needs the ``db`` fixture)."""
+    from django.contrib.auth import get_user_model
+
+    from sessions_app.services.privacy import privacy_delete_execute
+
+    actor, _ = get_user_model().objects.get_or_create(username="dpo", defaults={"is_staff": True})
+    assert privacy_delete_execute(actor=actor, session_id=session_id, confirm=session_id).complete
+
+
 def error_of(response) -> dict:
     """The API's one error shape; fails the test if the body is anything else."""
     assert response["Content-Type"].startswith("application/json"), response.content

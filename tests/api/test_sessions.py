@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from sessions_app.realtime import presence_get
+from sessions_app.realtime import presence_get, presence_online, realtime_keys_for_session
 from sessions_app.selectors import session_get
 
-from .conftest import error_of, start_session
+from .conftest import error_of, privacy_delete, start_session
 
 
 def test_start_session_returns_201_with_the_stored_session(api):
@@ -100,6 +100,35 @@ def test_heartbeat_without_a_body(api):
     response = api.post(f"/sessions/{session_id}/heartbeat")
     assert response.status_code == 200 and response.json()["state"] == "online"
     assert presence_get(session_id=session_id).state == "online"
+
+
+def test_heartbeat_for_a_session_that_never_existed_is_404_and_records_nothing(api):
+    response = api.post("/sessions/never-started/heartbeat", {"connection_id": "conn-1"})
+    assert response.status_code == 404
+    assert error_of(response) == {"code": "session_not_found", "message": "session never-started does not exist",
+                                  "field": "session_id"}
+    assert realtime_keys_for_session(session_id="never-started") == [] and presence_online() == []
+
+
+def test_heartbeat_after_a_privacy_delete_is_404_and_brings_no_redis_key_back(api):
+    session_id = start_session(api)
+    assert api.post(f"/sessions/{session_id}/heartbeat", {"connection_id": "conn-1"}).json()["state"] == "online"
+    privacy_delete(session_id)
+    response = api.post(f"/sessions/{session_id}/heartbeat", {"connection_id": "conn-1"})
+    assert response.status_code == 404 and error_of(response)["code"] == "session_not_found"
+    assert realtime_keys_for_session(session_id=session_id) == [] and presence_online() == []
+
+
+def test_heartbeat_for_a_closed_session_is_409_and_it_stays_offline(api):
+    """A closed session takes no more turns; "online" in the console would say the customer is
+    still chatting, and it would undo the close's own presence clear."""
+    session_id = start_session(api)
+    api.post(f"/sessions/{session_id}/heartbeat", {"connection_id": "conn-1"})
+    assert api.post(f"/sessions/{session_id}/close").status_code == 200
+    response = api.post(f"/sessions/{session_id}/heartbeat", {"connection_id": "conn-1"})
+    assert response.status_code == 409 and error_of(response)["code"] == "session_closed"
+    assert error_of(response)["field"] == "session_id"
+    assert presence_get(session_id=session_id).state == "offline"
 
 
 def test_heartbeat_rejects_a_bad_connection_id(api):

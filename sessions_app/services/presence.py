@@ -1,0 +1,65 @@
+"""The bot runtime's realtime writes, for open sessions only: heartbeats (presence) and WebSocket
+connection binds. Both write Redis keys named by the session id, so neither may bring back a
+session a privacy delete erased, nor mark a closed one online (docs/architecture.md §Redis).
+
+Which read decides (a decision, not an accident):
+
+* a heartbeat (every few seconds per chatting customer) asks DAX first — META is in its item
+  cache, so the check costs about a millisecond and no read capacity — and DynamoDB (strongly
+  consistent) only before refusing: DAX may not have a session started a moment ago, and keeps
+  misses; and after a delete it may still hold the closed copy the delete's close wrote. A
+  closed or missing copy is never taken on DAX's word. What DAX can get wrong is an *open* copy
+  of a session deleted while DAX was bypassed (its fallback): then heartbeats are still
+  recorded until DAX's item TTL runs out (5 minutes by default), each entry living
+  ``PRESENCE_TTL_SECONDS`` (90 s). A Redis tombstone written by the privacy delete would close
+  that gap; this module does not need one for the common path.
+* a bind ($connect, once per WebSocket) reads strongly consistent before and again after the
+  write: the mapping lives ``CONNECTION_TTL_SECONDS`` (two hours), so it must never outlive the
+  session. A delete that lands between the first read and the write is caught by the second
+  (the mapping is taken back); one that lands after it removes the mapping itself.
+"""
+
+from __future__ import annotations
+
+from ..exceptions import SessionClosed, SessionNotFound
+from ..models import SessionMeta, SessionStatus
+from ..realtime import connection_delete, connection_put, presence_heartbeat
+from ..selectors.sessions import session_get
+
+
+def _session_open(*, session_id: str, cached: bool) -> SessionMeta:
+    """META of an open session, else ``SessionNotFound`` / ``SessionClosed``. ``cached``: ask
+    DAX first; a refusal is still decided by a strongly consistent read."""
+    meta = None
+    if cached:
+        try:
+            meta = session_get(session_id=session_id)
+        except SessionNotFound:
+            pass
+    if meta is None or meta.status == SessionStatus.CLOSED:
+        meta = session_get(session_id=session_id, consistent=True)
+    if meta.status == SessionStatus.CLOSED:
+        raise SessionClosed(f"session {session_id} is closed", field="session_id")
+    return meta
+
+
+def presence_record(*, session_id: str, connection_id: str | None = None) -> bool:
+    """Record a heartbeat of an open session (see ``realtime.presence_heartbeat``). Returns False
+    when Redis is unavailable. Raises ``SessionNotFound`` (unknown or deleted), ``SessionClosed``,
+    ``StoreUnavailable``."""
+    _session_open(session_id=session_id, cached=True)
+    return presence_heartbeat(session_id=session_id, connection_id=connection_id)
+
+
+def connection_bind(*, connection_id: str, session_id: str) -> None:
+    """Bind a WebSocket connection to an open session (see ``realtime.connection_put``). Raises
+    ``SessionNotFound`` (unknown or deleted, also when deleted while binding), ``SessionClosed``,
+    ``StoreUnavailable``, ``RedisUnavailable``. A refused bind leaves an existing binding of the
+    connection as it was — unless the session went away during the bind, which takes it back."""
+    _session_open(session_id=session_id, cached=False)
+    connection_put(connection_id=connection_id, session_id=session_id)
+    try:
+        _session_open(session_id=session_id, cached=False)
+    except (SessionNotFound, SessionClosed):
+        connection_delete(connection_id=connection_id)
+        raise
