@@ -83,8 +83,9 @@ def ensure_dynamodb_local() -> Path:
     return DDB_LOCAL_DIR
 
 
-def start_dynamodb_local(port: int, *, db_path: Path | None = None, log: Path | None = None,
+def spawn_dynamodb_local(port: int, *, db_path: Path | None = None, log: Path | None = None,
                          heap: str = "512m") -> subprocess.Popen:
+    """Start DynamoDB Local and return at once (see :func:`start_dynamodb_local`)."""
     home = ensure_dynamodb_local()
     java = shutil.which("java")
     if java is None:
@@ -96,17 +97,29 @@ def start_dynamodb_local(port: int, *, db_path: Path | None = None, log: Path | 
         db_path = db_path.resolve()  # DynamoDB Local runs from its own folder
         db_path.mkdir(parents=True, exist_ok=True)
         args += ["-dbPath", str(db_path)]
-    proc = spawn(args, log, cwd=home)
+    return spawn(args, log, cwd=home)
+
+
+def start_dynamodb_local(port: int, *, db_path: Path | None = None, log: Path | None = None,
+                         heap: str = "512m") -> subprocess.Popen:
+    """Start DynamoDB Local; return once it listens on ``port``."""
+    proc = spawn_dynamodb_local(port, db_path=db_path, log=log, heap=heap)
     wait_for_port("127.0.0.1", port, timeout=60, proc=proc, name="DynamoDB Local")
     return proc
 
 
-def start_redis(port: int, *, log: Path | None = None) -> subprocess.Popen:
+def spawn_redis(port: int, *, log: Path | None = None) -> subprocess.Popen:
+    """Start a throw-away redis-server (no persistence) and return at once."""
     server = shutil.which("redis-server")
     if server is None:
         raise StackError("redis-server is missing (apt-get install redis-server)")
     args = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"]
-    proc = spawn(args, log)
+    return spawn(args, log)
+
+
+def start_redis(port: int, *, log: Path | None = None) -> subprocess.Popen:
+    """Start a throw-away redis-server; return once it listens on ``port``."""
+    proc = spawn_redis(port, log=log)
     wait_for_port("127.0.0.1", port, timeout=20, proc=proc, name="redis-server")
     return proc
 
@@ -117,15 +130,26 @@ def spawn(args: list[str], log: Path | None, **kwargs) -> subprocess.Popen:
     return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, **kwargs)
 
 
-def stop(proc: subprocess.Popen, *, timeout: float = 10) -> None:
-    if proc.poll() is not None:
-        return
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL whatever is left of ``proc``'s process group (e.g. the pool workers of a crashed
+    Celery worker, or gunicorn's workers): spawn() made ``proc`` the leader of its own group."""
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def stop(proc: subprocess.Popen, *, timeout: float = 10) -> None:
+    """SIGTERM ``proc``'s process group, SIGKILL it after ``timeout``; then sweep the group, so
+    nothing ``proc`` forked outlives it even if ``proc`` itself exited first."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+            proc.wait(5)
+    kill_group(proc)

@@ -1,31 +1,40 @@
-"""`make run`: the whole local stack in one terminal, stopped together with Ctrl-C.
+"""`make run`: the whole local stack in one terminal, supervised, stopped together with Ctrl-C.
 
-DynamoDB Local (data kept under .local/), Redis (reused if one answers at REDIS_URL), the local
-DAX node in front of DynamoDB Local, a Celery worker and beat, and gunicorn serving Django.
+DynamoDB Local (data kept under the local dir), Redis (reused if one answers at REDIS_URL), the
+local DAX node in front of DynamoDB Local, a Celery worker and beat, and gunicorn serving Django.
 Migrations, the DynamoDB table, a staff superuser and demo data are set up on the way.
+
+A child that crashes is restarted with backoff (devtools.supervisor) while the rest keeps serving
+— the product works without Redis or DAX for the seconds they are away. Only Ctrl-C or SIGTERM
+stops everything. Everything runs on the ports and in the directory the environment names
+(PORT, DYNAMODB_ENDPOINT, REDIS_URL, DAX_PORT, DAX_STATS_PORT, MANGAASSIST_LOCAL_DIR), so a second
+stack (the tests start one) never touches the first.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from functools import partial
+from pathlib import Path
 from urllib.parse import urlparse
 
 from devtools import procs
+from devtools.supervisor import Child, Supervisor
+from mangaassist.env import env_bool
 
 ROOT = procs.ROOT
-LOGS = procs.LOCAL_DIR / "logs"
 PY = sys.executable
 
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("MANGAASSIST_ENV", "local")
+    env.setdefault("MANGAASSIST_LOCAL_DIR", str(procs.LOCAL_DIR))
     env.setdefault("DYNAMODB_ENDPOINT", "http://127.0.0.1:8100")
     env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
     env.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/1")
@@ -33,18 +42,26 @@ def _env() -> dict[str, str]:
     env.setdefault("AWS_SECRET_ACCESS_KEY", "local")
     env.setdefault("AWS_REGION", "us-east-1")
     env.setdefault("DAX_PORT", "8111")
+    env.setdefault("DAX_STATS_PORT", str(int(env["DAX_PORT"]) + 1))
     env.setdefault("PORT", "8000")
     # With no DAX_ENDPOINTS given, `make run` starts the local DAX node and reads through it.
     env["_START_DAX_NODE"] = "1" if "DAX_ENDPOINTS" not in env else ""
     if "DAX_ENDPOINTS" not in env:
         env["DAX_ENDPOINTS"] = f"127.0.0.1:{env['DAX_PORT']}"
-        env.setdefault("DAX_STATS_URL", f"http://127.0.0.1:{int(env['DAX_PORT']) + 1}/stats")
+        env.setdefault("DAX_STATS_URL", f"http://127.0.0.1:{env['DAX_STATS_PORT']}/stats")
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
 
 def _say(message: str) -> None:
     print(f"[make run] {message}", flush=True)
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 def _manage(env: dict, *args: str) -> None:
@@ -88,9 +105,11 @@ def _superuser(env: dict) -> None:
     _say(f"superuser created — username: admin  password: {password}  (shown once)")
 
 
-def _wait_http(url: str, timeout: float) -> None:
+def _wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise procs.StackError(f"{proc.args[0]} exited with code {proc.returncode} before {url} answered")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status < 500:
@@ -100,82 +119,79 @@ def _wait_http(url: str, timeout: float) -> None:
     raise procs.StackError(f"{url} did not answer within {timeout:.0f}s")
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt  # SIGTERM stops the stack the same way Ctrl-C does
+def _port_ready(port: int, name: str, timeout: float):
+    return lambda proc: procs.wait_for_port("127.0.0.1", port, timeout=timeout, proc=proc, name=name)
 
 
 def main() -> int:
     started_at = time.monotonic()
-    LOGS.mkdir(parents=True, exist_ok=True)
     env = _env()
     os.environ.update(env)  # every child (DAX node, workers, gunicorn) gets the same configuration
-    started: list[tuple[str, subprocess.Popen]] = []
-
-    def stop_all():
-        for name, proc in reversed(started):
-            _say(f"stopping {name}")
-            procs.stop(proc)
-        started.clear()
-
-    signal.signal(signal.SIGTERM, _interrupt)
+    local = Path(env["MANGAASSIST_LOCAL_DIR"]).resolve()
+    logs = local / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    supervisor = Supervisor(say=_say, state_file=local / "run" / "children.json")
+    supervisor.install_signal_handlers()
     try:
         ddb = urlparse(env["DYNAMODB_ENDPOINT"])
         if procs.port_open(ddb.hostname, ddb.port):
             _say(f"DynamoDB: reusing the server at {env['DYNAMODB_ENDPOINT']}")
         else:
-            _say(f"starting DynamoDB Local on port {ddb.port} (data in .local/dynamodb-data)")
-            started.append(("DynamoDB Local", procs.start_dynamodb_local(
-                ddb.port, db_path=procs.LOCAL_DIR / "dynamodb-data", log=LOGS / "dynamodb.log")))
+            _say(f"starting DynamoDB Local on port {ddb.port} (data in {_shown(local / 'dynamodb-data')})")
+            supervisor.start(Child("DynamoDB Local", partial(
+                procs.spawn_dynamodb_local, ddb.port, db_path=local / "dynamodb-data", log=logs / "dynamodb.log"),
+                _port_ready(ddb.port, "DynamoDB Local", 60)))
 
         redis_url = urlparse(env["REDIS_URL"])
         if _redis_answers(env["REDIS_URL"]):
-            _say(f"Redis: reusing the server at {env['REDIS_URL']}")
+            _say(f"Redis: reusing the server at {env['REDIS_URL']} (not supervised)")
         elif redis_url.hostname in ("127.0.0.1", "localhost"):
-            _say(f"starting redis-server on port {redis_url.port or 6379}")
-            started.append(("redis-server", procs.start_redis(redis_url.port or 6379, log=LOGS / "redis.log")))
+            port = redis_url.port or 6379
+            _say(f"starting redis-server on port {port}")
+            supervisor.start(Child("redis-server", partial(procs.spawn_redis, port, log=logs / "redis.log"),
+                                   _port_ready(port, "redis-server", 20)))
         else:
             raise procs.StackError(f"no Redis answers at {env['REDIS_URL']}")
 
         if env["_START_DAX_NODE"]:
-            from devtools.dax import start_dax_node
+            from devtools.dax import spawn_dax_node, wait_for_dax_node
 
-            port = int(env["DAX_PORT"])
-            _say(f"starting the local DAX node on port {port} (stats on {port + 1})")
-            started.append(("DAX node", start_dax_node(
-                port, dynamodb_endpoint=env["DYNAMODB_ENDPOINT"], stats_port=port + 1, log=LOGS / "dax.log",
+            port, stats_port = int(env["DAX_PORT"]), int(env["DAX_STATS_PORT"])
+            _say(f"starting the local DAX node on port {port} (stats on {stats_port})")
+            supervisor.start(Child("DAX node", partial(
+                spawn_dax_node, port, dynamodb_endpoint=env["DYNAMODB_ENDPOINT"], stats_port=stats_port,
+                log=logs / "dax.log",
                 # Clients cache attribute-list ids for life: keep them valid across node restarts.
-                extra_args=["--registry-file", str(procs.LOCAL_DIR / "dax-registry.jsonl")])))
+                extra_args=["--registry-file", str(local / "dax-registry.jsonl")]),
+                lambda proc: wait_for_dax_node(proc, port, stats_port=stats_port)))
 
         _say("migrating the Django database")
         _manage(env, "migrate", "--noinput", "-v", "0")
         _manage(env, "dynamodb_init")
         _superuser(env)
-        _manage(env, "seed_demo")
+        if env_bool("DEMO_DATA", True):
+            _manage(env, "seed_demo")
 
         _say("starting Celery worker and beat")
-        started.append(("celery worker", procs.spawn(
-            [PY, "-m", "celery", "-A", "mangaassist", "worker", "--loglevel", "INFO", "--concurrency", "2"],
-            LOGS / "celery-worker.log", cwd=ROOT, env=env)))
-        started.append(("celery beat", procs.spawn(
-            [PY, "-m", "celery", "-A", "mangaassist", "beat", "--loglevel", "INFO",
-             "--schedule", str(procs.LOCAL_DIR / "celerybeat-schedule")],
-            LOGS / "celery-beat.log", cwd=ROOT, env=env)))
+        supervisor.start(Child("celery worker", partial(
+            procs.spawn, [PY, "-m", "celery", "-A", "mangaassist", "worker", "--loglevel", "INFO", "--concurrency", "2"],
+            logs / "celery-worker.log", cwd=ROOT, env=env)))
+        supervisor.start(Child("celery beat", partial(
+            procs.spawn, [PY, "-m", "celery", "-A", "mangaassist", "beat", "--loglevel", "INFO",
+                          "--schedule", str(local / "celerybeat-schedule")],
+            logs / "celery-beat.log", cwd=ROOT, env=env)))
 
         port = env["PORT"]
         _say(f"starting gunicorn on http://127.0.0.1:{port}")
-        started.append(("gunicorn", procs.spawn(
-            [PY, "-m", "gunicorn", "mangaassist.wsgi:application", "--bind", f"127.0.0.1:{port}",
-             "--workers", env.get("WEB_CONCURRENCY", "3"), "--access-logfile", "-", "--timeout", "30"],
-            LOGS / "gunicorn.log", cwd=ROOT, env=env)))
-        _wait_http(f"http://127.0.0.1:{port}/accounts/login/", timeout=60)
+        supervisor.start(Child("gunicorn", partial(
+            procs.spawn, [PY, "-m", "gunicorn", "mangaassist.wsgi:application", "--bind", f"127.0.0.1:{port}",
+                          "--workers", env.get("WEB_CONCURRENCY", "3"), "--access-logfile", "-", "--timeout", "30"],
+            logs / "gunicorn.log", cwd=ROOT, env=env),
+            lambda proc: _wait_http(f"http://127.0.0.1:{port}/accounts/login/", timeout=60, proc=proc)))
         _say(f"ready in {time.monotonic() - started_at:.1f}s — console: http://127.0.0.1:{port}/  "
              f"admin: http://127.0.0.1:{port}/admin/  API: http://127.0.0.1:{port}/api/v1/docs")
-        _say(f"logs in {LOGS.relative_to(ROOT)}/ — Ctrl-C stops everything started here")
-        while True:
-            for name, proc in started:
-                if proc.poll() is not None:
-                    raise procs.StackError(f"{name} exited with code {proc.returncode}; see {LOGS.relative_to(ROOT)}/")
-            time.sleep(1)
+        _say(f"logs in {_shown(logs)}/ — a crashed process is restarted; Ctrl-C stops everything started here")
+        supervisor.run_forever()
     except KeyboardInterrupt:
         _say("shutting down")
         return 0
@@ -183,7 +199,8 @@ def main() -> int:
         _say(f"error: {exc}")
         return 1
     finally:
-        stop_all()
+        supervisor.stop_all()
+    return 0
 
 
 if __name__ == "__main__":
