@@ -11,13 +11,16 @@ import re
 from .exceptions import InvalidInput
 
 # Printable and key-safe: no "#" (the key separator), no spaces, no control characters.
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+_ID_BODY = r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}"
+# Anchored for OpenAPI and JSON Schema (ECMAScript regexes: "$" is the very end there).
+ID_PATTERN = rf"^{_ID_BODY}$"
 ID_RULE = "1-128 characters of letters, digits and . _ : @ - (starting with a letter or digit)"
-_ID_RE = re.compile(ID_PATTERN)
+_ID_RE = re.compile(_ID_BODY)
 
 
 def validate_id(value: object, *, field: str) -> str:
     """``value`` if it is a valid id, else ``InvalidInput`` naming ``field``."""
-    if not isinstance(value, str) or not _ID_RE.match(value):
+    # fullmatch, not match(ID_PATTERN): Python's "$" also matches before a trailing newline.
+    if not isinstance(value, str) or not _ID_RE.fullmatch(value):
         raise InvalidInput(f"{field} must be {ID_RULE}", field=field)
     return value
