@@ -13,6 +13,7 @@ from ninja.operation import Operation
 
 from . import connections, listing, sessions  # noqa: F401  (listing adds GET /sessions to sessions.router)
 from .errors import errors_install, json_method_not_allowed
+from .methods import head_as_get
 
 
 class _Api(NinjaAPI):
@@ -24,11 +25,12 @@ class _Api(NinjaAPI):
     @property
     def urls(self) -> tuple[list[Any], str, str]:
         # ninja answers a wrong method with a plain-text 405 outside its exception handlers;
-        # wrapping its views keeps that answer in the API's error shape too.
+        # wrapping its views keeps that answer in the API's error shape too. And ninja knows no
+        # HEAD: a HEAD on a GET endpoint is answered as GET is, without the body.
         patterns, app_name, namespace = super().urls
         for pattern in patterns:
             if isinstance(pattern, URLPattern):
-                pattern.callback = json_method_not_allowed(pattern.callback)
+                pattern.callback = json_method_not_allowed(head_as_get(pattern.callback))
         return patterns, app_name, namespace
 
 

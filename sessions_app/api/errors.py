@@ -17,7 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
+from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, AuthorizationError, HttpError, ValidationError
 from pynamodb.exceptions import PynamoDBException
@@ -155,8 +157,20 @@ def errors_install(api: NinjaAPI) -> None:
         return _respond(api, request, status=500, body=error_body(code="internal_error", message="internal error"))
 
 
+@csrf_exempt  # whatever the method: the API authenticates by bearer key, never by cookie
 def api_not_found(request: HttpRequest, path: str = "") -> HttpResponse:
-    """Unknown URLs under the API answer in the API's error shape, not with an HTML page."""
-    from django.http import JsonResponse
-
+    """Unknown URLs under the API answer in the API's error shape, not with an HTML page —
+    also to POST, PUT and DELETE, which Django's CSRF check would otherwise answer first."""
     return JsonResponse(error_body(code="not_found", message=f"no API endpoint at {request.path}"), status=404)
+
+
+def is_api_path(path: str) -> bool:
+    return path == "/api" or path.startswith("/api/")
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """The project's 400 view (``handler400``): Django answers with it before any view runs, e.g.
+    for a Host header not in ALLOWED_HOSTS. Under the API in the error shape, elsewhere Django's."""
+    if is_api_path(request.path):
+        return JsonResponse(error_body(code="bad_request", message="bad request"), status=400)
+    return defaults.bad_request(request, exception)

@@ -3,11 +3,15 @@ outage, and a bug — never an HTML page, never a traceback."""
 
 from __future__ import annotations
 
+import socket
+from urllib.parse import urlsplit
+
 import pytest
+from django.test import Client
 
 from sessions_app import dynamo
 
-from .conftest import error_of, start_session
+from .conftest import API, error_of, start_session
 
 
 @pytest.mark.parametrize("raw", ["{not json", '{"role": "user",', "\xff\xfe", "nul\x00"])
@@ -84,3 +88,69 @@ def test_unknown_api_urls_are_404_in_the_error_shape(client, path):
     assert response.status_code == 404
     assert response["Content-Type"].startswith("application/json")
     assert error_of(response)["code"] == "not_found"
+
+
+@pytest.fixture
+def csrf_client():
+    """A client with Django's CSRF checks on, as every real request has them (the test client
+    turns them off by default, which would hide a CSRF page answering an API request)."""
+    return Client(enforce_csrf_checks=True)
+
+
+UNKNOWN_API_PATHS = ["/api/v1/nothing", "/api/v1/sessions/s1/turns/extra", "/api/v2/sessions", "/api/v1/..%2F..%2Fadmin/",
+                     "/api/v1/sessions/..%2Fs1", "/api/v1/sessions/", "/api/", "/api"]
+
+
+@pytest.mark.parametrize("method", ["get", "post", "put", "patch", "delete", "options"])
+@pytest.mark.parametrize("path", UNKNOWN_API_PATHS)
+def test_unknown_api_paths_are_json_404_whatever_the_method(csrf_client, method, path):
+    response = getattr(csrf_client, method)(path, content_type="application/json")
+    assert response.status_code == 404, (response.status_code, response.content[:200])
+    assert error_of(response)["code"] == "not_found"
+
+
+def test_a_request_for_an_unknown_host_is_json_400(csrf_client):
+    response = csrf_client.get("/api/v1/sessions", headers={"Host": "evil.example"})
+    assert response.status_code == 400
+    assert error_of(response)["code"] == "bad_request"
+
+
+def _head_and_get(api, path):
+    headers = {"Authorization": f"Bearer {api.key}"}
+    return api.client.head(API + path, headers=headers), api.client.get(API + path, headers=headers)
+
+
+def test_head_on_get_endpoints_answers_like_get_without_a_body(api):
+    session_id = start_session(api)
+    assert api.put("/connections/conn-1", {"session_id": session_id}).status_code == 200
+    for path in (f"/sessions/{session_id}", f"/sessions/{session_id}/context", "/sessions", "/connections/conn-1",
+                 "/openapi.json"):
+        head, get = _head_and_get(api, path)
+        assert (head.status_code, get.status_code) == (200, 200), path
+        assert head["Content-Type"] == get["Content-Type"]
+        assert int(head["Content-Length"]) == len(get.content) > 0
+    head, get = _head_and_get(api, "/sessions/never-started")
+    assert head.status_code == get.status_code == 404 and head["Content-Type"] == get["Content-Type"]
+
+
+def test_head_is_refused_where_get_is(api):
+    session_id = start_session(api)
+    response = api.client.head(f"{API}/sessions/{session_id}/turns", headers={"Authorization": f"Bearer {api.key}"})
+    assert response.status_code == 405 and response["Allow"] == "POST"
+    assert api.client.head(f"{API}/sessions/{session_id}").status_code == 401  # no key: as GET would
+
+
+def test_a_head_answer_carries_no_body_on_the_wire(live_api, write_key):
+    """The test client drops HEAD bodies itself; a real server sends what the app returns."""
+    url = urlsplit(live_api)
+    session = Client().post(f"{API}/sessions", {"customer_id": "c", "channel": "web"}, content_type="application/json",
+                            headers={"Authorization": f"Bearer {write_key}"}).json()["session_id"]
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall((f"HEAD {url.path}/sessions/{session} HTTP/1.0\r\nHost: {url.hostname}\r\n"
+                      f"Authorization: Bearer {write_key}\r\n\r\n").encode())
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") or head.startswith(b"HTTP/1.0 200"), head
+    assert body == b""
