@@ -78,6 +78,18 @@ return seq
 """
 )
 
+# Raise the hint only: a cached variant older than the hint is never served, so nothing needs
+# dropping, and a variant that already covers ``seq`` stays usable.
+_hint_raise_script = LuaScript(
+    """
+local hint = redis.call('HGET', KEYS[1], ARGV[1])
+if hint and tonumber(hint) >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+)
+
 _invalidate_script = LuaScript(
     """
 local dropped = 0
@@ -167,6 +179,19 @@ def context_cache_turn_written(*, session_id: str, seq: int) -> None:
     try:
         with redis_boundary("context_cache_turn_written"):
             _turn_written_script(
+                keys=[keys.context_key(session_id=session_id)], args=[_HINT, int(seq), keys.context_ttl_seconds()]
+            )
+    except RedisUnavailable:
+        pass
+
+
+def context_cache_hint_raise(*, session_id: str, seq: int) -> None:
+    """Make sure the hint is at least ``seq`` (a replayed append: its first attempt may have
+    committed and died before :func:`context_cache_turn_written`). Redis down: logged and counted,
+    no exception."""
+    try:
+        with redis_boundary("context_cache_hint_raise"):
+            _hint_raise_script(
                 keys=[keys.context_key(session_id=session_id)], args=[_HINT, int(seq), keys.context_ttl_seconds()]
             )
     except RedisUnavailable:

@@ -15,7 +15,7 @@ from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from .. import dynamo, keys
-from ..realtime import RateDecision, context_cache_turn_written, rate_limit_hit, session_write_lock
+from ..realtime import RateDecision, context_cache_hint_raise, context_cache_turn_written, rate_limit_hit, session_write_lock
 from ..exceptions import ClientMsgIdConflict, ConflictRetryExhausted, InvalidInput, SessionClosed
 from ..models import ClientMessageMarker, SessionMeta, SessionStatus, Turn
 from ..selectors.sessions import session_get
@@ -227,4 +227,8 @@ def turn_append(
         # After the write returned (DynamoDB has it); summary_request never raises.
         if int(result.turn.seq) % settings.SUMMARY_EVERY_N_TURNS == 0:
             summary_request(session_id=session_id, reason="every_n_turns")
+    else:
+        # The first attempt may have committed and died before raising the hint (that is why the
+        # client retried): without this, cached contexts would hide the turn until their TTL.
+        context_cache_hint_raise(session_id=session_id, seq=int(result.turn.seq))
     return AppendResult(turn=result.turn, created=result.created, meta=result.meta, rate=decision)

@@ -65,3 +65,19 @@ def test_context_read_without_redis_sees_a_fresh_transaction_through_dax(ddb, re
         services.turn_write(session_id=meta.session_id, role="user", text=f"t{n}", client_msg_id=f"w-{n}")
         ctx = selectors.context_read(session_id=meta.session_id, turns=3, min_seq=n)
         assert ctx.meta.turn_count == n and ctx.turns[-1].seq == n and ctx.turns[-1].text == f"t{n}"
+
+
+def test_a_replay_of_a_turn_whose_first_attempt_died_before_the_hint_shows_it_in_the_context(ddb, redis_client):
+    """The first attempt committed turn 2 and died before raising the context cache's hint (so the
+    client retried): the replay must raise it, or cached contexts hide turn 2 until their TTL."""
+    meta = make_session()
+    services.turn_append(session_id=meta.session_id, role="user", text="first", client_msg_id="c-1")
+    selectors.context_load(session_id=meta.session_id, turns=5)
+    assert selectors.context_load(session_id=meta.session_id, turns=5).source == "redis"
+    services.turn_write(session_id=meta.session_id, role="assistant", text="second", client_msg_id="c-2")  # no hint
+    assert [t["seq"] for t in json.loads(selectors.context_load(session_id=meta.session_id, turns=5).payload)["turns"]] == [1]
+    replay = services.turn_append(session_id=meta.session_id, role="assistant", text="second", client_msg_id="c-2")
+    assert replay.created is False and int(replay.turn.seq) == 2
+    loaded = selectors.context_load(session_id=meta.session_id, turns=5)
+    assert loaded.source != "redis"
+    assert [t["seq"] for t in json.loads(loaded.payload)["turns"]] == [1, 2]
