@@ -7,6 +7,11 @@ trips (socket sends), and the time of every DynamoDB/DAX call — so "the app's 
 DynamoDB transaction" is server request time minus the TransactWriteItems time, per append, from
 the same requests. Slices of the six (clients × spread) cases alternate in random order.
 Redis-side commands come from ``INFO stats`` deltas (they include commands run inside scripts).
+
+Last, the hardening check: ``DENSE_APPENDS`` appends from ``DENSE_CLIENTS`` clients to one fresh
+session, each client retrying its own message until it is stored (409 busy, 429 and 503 are
+retried with the same client message id), then every turn read back strongly consistent: the
+sequence must be exactly 1..N, each message stored once.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from .stats import Progress, lat, summarize
 
 TABLE = "bench-append"
 CASES = [(c, spread) for c in (1, 8, 32) for spread in ("many", "one")]
+DENSE_CLIENTS = 50
+DENSE_APPENDS = 1000
+RETRIED = {0, 409, 429, 503}  # 0: the connection failed (the harness retries it like the bot would)
 
 
 def run(stack, ctx, *, sessions: int, rounds: int, seconds: float, tx_samples: int = 0) -> dict:
@@ -123,5 +131,63 @@ def run(stack, ctx, *, sessions: int, rounds: int, seconds: float, tx_samples: i
             f"round trips ({case_out['redis_commands_per_request']:g} cmds)/req; server {server_ms:.1f} ms/req of which "
             f"TransactWriteItems {tx_ms / reqs:.1f} ms (all DynamoDB/DAX {ddb_ms / reqs:.1f} ms) → app overhead "
             f"{case_out['app_overhead_ms_per_request']:.1f} ms; CPU {case_out['cpu_ms_per_request']:.1f} ms/req", ""])
+    dense = dense_check(server.port, token, session_id=f"benchapdense{run_id}", clients=DENSE_CLIENTS,
+                        appends=DENSE_APPENDS)
+    out["dense"] = dense
+    rows.append(["3 append HTTP", f"{DENSE_CLIENTS} clients, one session, {DENSE_APPENDS:,} appends",
+                 "dense" if dense["dense"] else "**NOT dense**",
+                 f"stored {dense['stored']:,} turns, seq 1..{dense['max_seq']:,}, {dense['duplicates']} duplicate and "
+                 f"{dense['missing']} missing messages; {dense['retries']:,} retried answers ({dense['retried_statuses']}); "
+                 f"{dense['seconds']:.1f} s", ""])
     out["rows"] = rows
     return out
+
+
+def dense_check(port: int, token: str, *, session_id: str, clients: int, appends: int) -> dict:
+    """``appends`` messages from ``clients`` threads to one new session, then a consistent read."""
+    import threading
+    import time
+    from collections import Counter
+
+    from sessions_app import keys
+    from sessions_app.models import Turn
+    from sessions_app.services import session_start
+
+    session_start(customer_id="bench-dense", channel="web", session_id=session_id)
+    path = f"/api/v1/sessions/{session_id}/turns"
+    statuses: Counter[int] = Counter()
+    lock = threading.Lock()
+    per_client = appends // clients
+    start = threading.Barrier(clients)
+
+    def client(n: int) -> None:
+        start.wait()
+        for m in range(per_client):
+            body = json.dumps({"role": "user", "text": f"client {n} message {m}", "client_msg_id": f"d{n}-{m}"}).encode()
+            while True:
+                status, _, _ = loadgen.timed(port, loadgen.build("POST", path, token=token, body=body))
+                with lock:
+                    statuses[status] += 1
+                if status not in RETRIED:
+                    break
+                time.sleep(0.01)
+
+    began = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - began
+    turns = list(Turn.query(keys.session_pk(session_id), Turn.sk.startswith(keys.TURN_PREFIX), consistent_read=True))
+    seqs = [int(t.seq) for t in turns]
+    ids = Counter(t.client_msg_id for t in turns)
+    wanted = {f"d{n}-{m}" for n in range(clients) for m in range(per_client)}
+    return {
+        "stored": len(turns), "max_seq": max(seqs, default=0), "seconds": round(seconds, 2),
+        "dense": seqs == list(range(1, len(turns) + 1)) and set(ids) == wanted and all(c == 1 for c in ids.values()),
+        "duplicates": sum(c - 1 for c in ids.values()), "missing": len(wanted - set(ids)),
+        "retries": sum(n for st, n in statuses.items() if st in RETRIED),
+        "retried_statuses": ", ".join(f"{st}: {n}" for st, n in sorted(statuses.items()) if st in RETRIED) or "none",
+        "statuses": {str(k): v for k, v in statuses.items()},
+    }
