@@ -176,24 +176,20 @@ def context_cache_turn_written(*, session_id: str, seq: int) -> None:
     Call right after the DynamoDB write succeeds, before answering the writer. Redis down:
     logged and counted, no exception (see the module docstring for what that costs).
     """
-    try:
-        with redis_boundary("context_cache_turn_written"):
-            _turn_written_script(
-                keys=[keys.context_key(session_id=session_id)], args=[_HINT, int(seq), keys.context_ttl_seconds()]
-            )
-    except RedisUnavailable:
-        pass
+    _hint_update(_turn_written_script, "context_cache_turn_written", session_id=session_id, seq=seq)
 
 
 def context_cache_hint_raise(*, session_id: str, seq: int) -> None:
     """Make sure the hint is at least ``seq`` (a replayed append: its first attempt may have
     committed and died before :func:`context_cache_turn_written`). Redis down: logged and counted,
     no exception."""
+    _hint_update(_hint_raise_script, "context_cache_hint_raise", session_id=session_id, seq=seq)
+
+
+def _hint_update(script: LuaScript, operation: str, *, session_id: str, seq: int) -> None:
     try:
-        with redis_boundary("context_cache_hint_raise"):
-            _hint_raise_script(
-                keys=[keys.context_key(session_id=session_id)], args=[_HINT, int(seq), keys.context_ttl_seconds()]
-            )
+        with redis_boundary(operation):
+            script(keys=[keys.context_key(session_id=session_id)], args=[_HINT, int(seq), keys.context_ttl_seconds()])
     except RedisUnavailable:
         pass
 
