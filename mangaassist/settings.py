@@ -245,6 +245,9 @@ PAGE_SIZE = env_int("PAGE_SIZE", 25, minimum=1)
 API_KEY_CACHE_SECONDS = env_int("API_KEY_CACHE_SECONDS", 10, minimum=0)
 
 # --- Celery -------------------------------------------------------------------------------------
+# The Celery app tasks are published to (sessions_app.jobs): named here so that apps need not
+# import the project package.
+TASK_APP = "mangaassist.celery.app"
 # Any kombu URL works: redis://, rediss://, amqp:// (RabbitMQ), sqs://. The Redis-only transport
 # options below are applied by mangaassist/celery.py for Redis URLs only.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "redis://127.0.0.1:6379/1")

@@ -167,7 +167,8 @@ def test_crashed_children_come_back_and_only_sigterm_stops_the_stack(stack, monk
     monkeypatch.setenv("CELERY_BROKER_URL", f"redis://127.0.0.1:{ports['redis']}/1")
 
     def worker_back():
-        with Celery() as celery:
+        # Not set as current: a throwaway app must not become this thread's default Celery app.
+        with Celery(set_as_current=False) as celery:
             try:
                 return celery.control.ping(timeout=1.0)
             except Exception:  # the broker itself may still be coming back

@@ -225,3 +225,5 @@ def test_a_refused_run_marks_the_lock_for_its_holder_and_keeps_its_expiry(ddb, r
     assert summary_lock_release(session_id=meta.session_id, token="holder") is True  # someone was refused
     assert summary_lock_acquire(session_id=meta.session_id, token="other", ttl_seconds=60)
     assert summary_lock_release(session_id=meta.session_id, token="other") is False  # nobody was refused
+
+
