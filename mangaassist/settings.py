@@ -210,6 +210,31 @@ DAX_BREAKER_FAILURES = env_int("DAX_BREAKER_FAILURES", 3, minimum=1)
 DAX_BREAKER_RESET_SECONDS = env_float("DAX_BREAKER_RESET_SECONDS", 10.0, minimum=0.0)
 DAX_REQUEST_TIMEOUT = env_float("DAX_REQUEST_TIMEOUT", 1.0, minimum=0.05)
 DAX_STATS_URL = env_optional("DAX_STATS_URL")
+# DAX's item cache TTL (the cluster's parameter group; 5 minutes by default). A change made
+# behind DAX's back (the change feed reports it) is read strongly consistent for this long.
+DAX_ITEM_TTL_SECONDS = env_float("DAX_ITEM_TTL_SECONDS", 300.0, minimum=0.0)
+
+# --- Change feed (DynamoDB Streams; docs/architecture.md §Change feed) ------------------------------
+# dynamodb_init enables the table's stream (NEW_AND_OLD_IMAGES) unless this is off.
+DYNAMODB_STREAM = env_bool("DYNAMODB_STREAM", True)
+# Leases and checkpoints: a table of their own (default: "<DYNAMODB_TABLE>-leases").
+STREAM_LEASE_TABLE = env_str("STREAM_LEASE_TABLE", "")
+# A dead consumer's shards are taken over this long after its last renewal.
+STREAM_LEASE_SECONDS = env_float("STREAM_LEASE_SECONDS", 10.0, minimum=0.5)
+STREAM_BATCH_SIZE = env_int("STREAM_BATCH_SIZE", 500, minimum=1)  # GetRecords allows 1,000
+# A caught-up shard is polled this often (DynamoDB Streams allows ~5 GetRecords/s per shard).
+STREAM_POLL_SECONDS = env_float("STREAM_POLL_SECONDS", 0.25, minimum=0.01)
+STREAM_DISCOVERY_SECONDS = env_float("STREAM_DISCOVERY_SECONDS", 10.0, minimum=0.1)
+# A record a handler keeps failing on (not an outage) is skipped after this many attempts.
+STREAM_MAX_ATTEMPTS = env_int("STREAM_MAX_ATTEMPTS", 5, minimum=1)
+STREAM_LAG_ALERT_SECONDS = env_float("STREAM_LAG_ALERT_SECONDS", 30.0, minimum=0.0)
+# What each change goes through, in order (sessions_app.streams.dispatch). A new consumer of
+# changes (an indexer) is one function and one line here.
+STREAM_HANDLERS = env_list("STREAM_HANDLERS", [
+    "sessions_app.services.changes.cache_coherence",
+    "sessions_app.services.changes.live_events",
+    "sessions_app.services.changes.fleet_counters",
+])
 
 # --- Redis ------------------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")

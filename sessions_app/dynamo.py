@@ -512,10 +512,50 @@ def table_connection(*, table_name: str, meta_table: MetaTable) -> TableConnecti
     return RoutedTableConnection(table_name=table_name, meta_table=meta_table)
 
 
+_streams_clients: dict[tuple, Any] = {}
+
+
+def streams_client():
+    """The botocore client of DynamoDB Streams (the change feed), at the same endpoint, region,
+    timeouts and retry budget as the table's connection. Shared by the process (botocore
+    clients are thread-safe)."""
+    key = (settings.DYNAMODB_ENDPOINT, settings.AWS_REGION)
+    client = _streams_clients.get(key)
+    if client is None:
+        with _connections_lock:
+            client = _streams_clients.get(key)
+            if client is None:
+                import botocore.session
+
+                client = botocore.session.get_session().create_client(
+                    "dynamodbstreams", region_name=settings.AWS_REGION, endpoint_url=settings.DYNAMODB_ENDPOINT,
+                    config=Config(connect_timeout=settings.DYNAMODB_CONNECT_TIMEOUT,
+                                  read_timeout=settings.DYNAMODB_READ_TIMEOUT,
+                                  retries={"max_attempts": settings.DYNAMODB_MAX_RETRIES, "mode": "standard"}),
+                )
+                _streams_clients[key] = client
+    return client
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The AWS error code of a botocore ``ClientError`` (None for anything else)."""
+    if isinstance(exc, ClientError):
+        return exc.response.get("Error", {}).get("Code")
+    return None
+
+
+# Errors of the Streams API that mean "slow down and try again", not "this request is wrong".
+STREAMS_THROTTLED = frozenset({
+    "LimitExceededException", "ProvisionedThroughputExceededException", "ThrottlingException",
+    "RequestLimitExceeded", "InternalServerError", "ServiceUnavailable",
+})
+
+
 def reset_connections() -> None:
     """Forget cached connections (tests switch endpoints and tables; settings changes). Models
     notice on their next call: each rebuilds its TableConnection when :func:`connection` returns
     a different object (``ChatItem._get_connection``)."""
     with _connections_lock:
         _connections.clear()
+        _streams_clients.clear()
     dax_close()

@@ -25,13 +25,14 @@ LAYERS: list[tuple[str, ...]] = [
     # entry points: console views, API handlers, admin, tasks, management commands
     ("dashboard", "sessions_app.api", "sessions_app.admin", "sessions_app.tasks",
      "sessions_app.management", "sessions_app.demo", "sessions_app.access", "sessions_app.downloads", "sessions_app.apps",
-     "sessions_app.migrations"),
+     "sessions_app.migrations", "sessions_app.aws_lambda"),
     # writes
     ("sessions_app.services",),
     # reads
     ("sessions_app.selectors",),
     # boundaries to the outside: declarations, Redis, the summarizers, the task broker
-    ("sessions_app.models", "sessions_app.realtime", "sessions_app.summarizers", "sessions_app.jobs"),
+    ("sessions_app.models", "sessions_app.realtime", "sessions_app.summarizers", "sessions_app.jobs",
+     "sessions_app.streams"),
     # the one DynamoDB/DAX connection module and the pure key builders
     ("sessions_app.dynamo", "sessions_app.keys"),
     # neutral: imported by everything, importing nothing of the project's

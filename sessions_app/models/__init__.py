@@ -11,6 +11,7 @@ from .table import (
     SessionStatus,
     Summary,
     Turn,
+    app_write_mark,
 )
 
 __all__ = [
@@ -25,4 +26,5 @@ __all__ = [
     "SessionStatus",
     "Summary",
     "Turn",
+    "app_write_mark",
 ]

@@ -152,6 +152,12 @@ class ChatItem(Model):
     sk = UnicodeAttribute(range_key=True, attr_name="SK")
     type = DiscriminatorAttribute(attr_name="type")
     expires_at = TTLAttribute(null=True, attr_name="ttl")
+    # The app's write mark: every write this app makes to an item changes ``rev`` (a put sets 1,
+    # an update adds 1 with :func:`app_write_mark`). The change feed compares the old and new
+    # images: a change that left ``rev`` alone was made by someone else (a hand edit, another
+    # service, a restore), so its cache effects were not applied yet (docs/architecture.md
+    # §Change feed).
+    rev = NumberAttribute(default=1, attr_name="rev")
 
     @classmethod
     def _get_connection(cls):
@@ -161,6 +167,11 @@ class ChatItem(Model):
         if conn is None or conn.table_name != cls.Meta.table_name or conn.connection is not dynamo.connection():
             cls._connection = dynamo.table_connection(table_name=cls.Meta.table_name, meta_table=_table_schema())
         return cls._connection
+
+
+def app_write_mark():
+    """The update action every app write to an existing item carries (see ``ChatItem.rev``)."""
+    return ChatItem.rev.add(1)
 
 
 def _table_schema():

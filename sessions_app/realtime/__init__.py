@@ -9,6 +9,7 @@ from .connections import connection_delete, connection_get, connection_put, conn
 from .context_cache import (
     CacheMinute,
     CacheRead,
+    context_cache_external_change,
     context_cache_forget,
     context_cache_get,
     context_cache_hint_raise,
@@ -18,6 +19,8 @@ from .context_cache import (
     context_cache_stats,
     context_cache_turn_written,
 )
+from .events import activity_forget_session, activity_recent, change_events_publish
+from .fleet import FleetCount, FleetMinute, fleet_count, fleet_stats
 from .locks import LockState, session_write_lock, summary_lock_acquire, summary_lock_release
 from .presence import (
     Presence,
@@ -28,10 +31,23 @@ from .presence import (
     presence_online,
     presence_online_count,
 )
-from .privacy import realtime_forget_session, realtime_keys_for_session
+from .privacy import realtime_forget_session, realtime_keys_for_session, realtime_session_gone
 from .ratelimit import RateDecision, RateMinute, rate_limit_hit, rate_limit_peek, rate_limit_stats
+from .stream_progress import StreamProgress, stream_error_record, stream_progress, stream_progress_record
 
 __all__ = [
+    "FleetCount",
+    "FleetMinute",
+    "StreamProgress",
+    "activity_forget_session",
+    "activity_recent",
+    "change_events_publish",
+    "context_cache_external_change",
+    "fleet_count",
+    "fleet_stats",
+    "stream_error_record",
+    "stream_progress",
+    "stream_progress_record",
     "CacheMinute",
     "CacheRead",
     "LockState",
@@ -62,6 +78,7 @@ __all__ = [
     "rate_limit_peek",
     "rate_limit_stats",
     "realtime_forget_session",
+    "realtime_session_gone",
     "summary_lock_acquire",
     "summary_lock_release",
     "realtime_keys_for_session",

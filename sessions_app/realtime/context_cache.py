@@ -33,11 +33,12 @@ from . import keys
 from .client import LuaScript, counters_by_minute, redis_boundary, redis_connection
 
 _HINT = keys.CONTEXT_HINT_FIELD
+_STALE = keys.CONTEXT_DAX_STALE_FIELD
 
 _get_script = LuaScript(
     """
-local v = redis.call('HMGET', KEYS[1], ARGV[1], ARGV[2])
-local hint, value = v[1], v[2]
+local v = redis.call('HMGET', KEYS[1], ARGV[1], ARGV[2], ARGV[5])
+local hint, value, stale_until = v[1], v[2], v[3]
 local hit = false
 if hint and value then
   local bar = string.find(value, '|', 1, true)
@@ -49,8 +50,13 @@ if hint and value then
 end
 redis.call('HINCRBY', KEYS[2], hit and 'hit' or 'miss', 1)
 redis.call('EXPIRE', KEYS[2], ARGV[4])
-if hit then return {hint, value} end
-return {hint, false}
+local consistent = 0
+if stale_until then
+  local t = redis.call('TIME')
+  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) < tonumber(stale_until) then consistent = 1 end
+end
+if hit then return {hint, value, consistent} end
+return {hint, false, consistent}
 """
 )
 
@@ -68,11 +74,13 @@ return 1
 
 _turn_written_script = LuaScript(
     """
-local hint = redis.call('HGET', KEYS[1], ARGV[1])
+local v = redis.call('HMGET', KEYS[1], ARGV[1], ARGV[4])
+local hint, stale_until = v[1], v[2]
 local seq = ARGV[2]
 if hint and tonumber(hint) > tonumber(seq) then seq = hint end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], ARGV[1], seq)
+if stale_until then redis.call('HSET', KEYS[1], ARGV[4], stale_until) end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return seq
 """
@@ -94,7 +102,7 @@ _invalidate_script = LuaScript(
     """
 local dropped = 0
 for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
-  if field ~= ARGV[1] then
+  if field ~= ARGV[1] and field ~= ARGV[2] then
     redis.call('HDEL', KEYS[1], field)
     dropped = dropped + 1
   end
@@ -109,11 +117,15 @@ class CacheRead:
     """``payload``: the cached bytes, or None (miss). ``hint``: highest seq known written, or None.
 
     ``degraded``: Redis was unavailable; load from the store and don't expect ``put`` to stick.
+    ``consistent``: the session changed behind the app's back recently (the change feed said so,
+    :func:`context_cache_external_change`), so DAX may still hold an older copy of its items:
+    read the store strongly consistent.
     """
 
     payload: bytes | None
     hint: int | None
     degraded: bool = False
+    consistent: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +136,7 @@ class CacheMinute:
 
 
 def _check_variant(variant: str) -> str:
-    if not variant or variant == _HINT:
+    if not variant or variant in (_HINT, _STALE):
         raise ValueError(f"invalid context cache variant {variant!r}")
     return variant
 
@@ -142,14 +154,15 @@ def context_cache_get(*, session_id: str, variant: str, min_seq: int | None = No
     """
     try:
         with redis_boundary("context_cache_get"):
-            hint, value = _get_script(
+            hint, value, consistent = _get_script(
                 keys=[keys.context_key(session_id=session_id), _stats_key_now()],
-                args=[_HINT, _check_variant(variant), -1 if min_seq is None else int(min_seq), keys.stats_ttl_seconds()],
+                args=[_HINT, _check_variant(variant), -1 if min_seq is None else int(min_seq), keys.stats_ttl_seconds(),
+                      _STALE],
             )
     except RedisUnavailable:
         return CacheRead(payload=None, hint=None, degraded=True)
     payload = value[value.index(b"|") + 1 :] if value is not None else None
-    return CacheRead(payload=payload, hint=int(hint) if hint is not None else None)
+    return CacheRead(payload=payload, hint=int(hint) if hint is not None else None, consistent=bool(consistent))
 
 
 def context_cache_put(*, session_id: str, variant: str, seq: int, payload: bytes) -> bool:
@@ -176,7 +189,12 @@ def context_cache_turn_written(*, session_id: str, seq: int) -> None:
     Call right after the DynamoDB write succeeds, before answering the writer. Redis down:
     logged and counted, no exception (see the module docstring for what that costs).
     """
-    _hint_update(_turn_written_script, "context_cache_turn_written", session_id=session_id, seq=seq)
+    try:
+        with redis_boundary("context_cache_turn_written"):
+            _turn_written_script(keys=[keys.context_key(session_id=session_id)],
+                                 args=[_HINT, int(seq), keys.context_ttl_seconds(), _STALE])
+    except RedisUnavailable:
+        pass
 
 
 def context_cache_hint_raise(*, session_id: str, seq: int) -> None:
@@ -194,6 +212,48 @@ def _hint_update(script: LuaScript, operation: str, *, session_id: str, seq: int
         pass
 
 
+# An outside change (the change feed saw it): drop the variants, raise the hint to the session's
+# turn count if that grew, and open the "read consistently" window. KEYS[1]: the context hash.
+# ARGV: hint field, window field, seq (or -1), window length ms, TTL.
+_external_change_script = LuaScript(
+    """
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if field ~= ARGV[1] and field ~= ARGV[2] then redis.call('HDEL', KEYS[1], field) end
+end
+local seq = tonumber(ARGV[3])
+local hint = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
+if seq > hint then redis.call('HSET', KEYS[1], ARGV[1], seq) end
+local window = tonumber(ARGV[4])
+if window > 0 then
+  local t = redis.call('TIME')
+  local untl = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + window
+  local was = tonumber(redis.call('HGET', KEYS[1], ARGV[2]) or '0')
+  if untl > was then redis.call('HSET', KEYS[1], ARGV[2], untl) end
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local ttl = math.max(tonumber(ARGV[5]), math.ceil(window / 1000))
+  if redis.call('TTL', KEYS[1]) < ttl then redis.call('EXPIRE', KEYS[1], ttl) end
+end
+return 1
+"""
+)
+
+
+def context_cache_external_change(*, session_id: str, seq: int | None, dax_stale_seconds: float) -> None:
+    """A change this app did not make reached the session (the change feed saw it: a TTL
+    removal, a hand edit, another writer): drop every cached variant, raise the hint to ``seq``
+    (the session's turn count, when known), and for ``dax_stale_seconds`` make readers read the
+    store strongly consistent — the outside write did not go through DAX, whose item cache may
+    serve the old item until its TTL. Redis down: raises ``RedisUnavailable`` (the change feed
+    retries the record)."""
+    with redis_boundary("context_cache_external_change"):
+        _external_change_script(
+            keys=[keys.context_key(session_id=session_id)],
+            args=[_HINT, _STALE, -1 if seq is None else int(seq), int(dax_stale_seconds * 1000),
+                  keys.context_ttl_seconds()],
+        )
+
+
 def context_cache_invalidate(*, session_id: str) -> None:
     """Drop every cached variant but keep the hint (summary written, session closed, ...).
 
@@ -201,7 +261,7 @@ def context_cache_invalidate(*, session_id: str) -> None:
     """
     try:
         with redis_boundary("context_cache_invalidate"):
-            _invalidate_script(keys=[keys.context_key(session_id=session_id)], args=[_HINT])
+            _invalidate_script(keys=[keys.context_key(session_id=session_id)], args=[_HINT, _STALE])
     except RedisUnavailable:
         pass
 

@@ -63,6 +63,9 @@ def context_key(*, session_id: str) -> str:
 
 
 CONTEXT_HINT_FIELD = "seq"
+# Epoch ms until which readers must read the session strongly consistent: set when the change
+# feed reports a change the app did not make (DAX did not see that write).
+CONTEXT_DAX_STALE_FIELD = "dax_stale_until"
 
 
 def context_ttl_seconds() -> int:
@@ -117,3 +120,77 @@ def stats_context_key(*, bucket: int) -> str:
 
 def stats_ttl_seconds() -> int:
     return STATS_TTL_SECONDS
+
+
+# --- change feed (DynamoDB Streams) ---------------------------------------------------------------
+# Written by the stream consumer's handlers (sessions_app.services.changes); docs/architecture.md
+# §Change feed.
+ACTIVITY_RECENT_LIMIT = 200
+
+
+def events_session_channel(*, session_id: str) -> str:
+    """Pub/sub channel of one session's change events (no key: pub/sub stores nothing)."""
+    return f"events:session:{_require(session_id, 'session_id')}"
+
+
+def events_activity_channel() -> str:
+    """Pub/sub channel of every session's change events."""
+    return "events:activity"
+
+
+def activity_recent_key() -> str:
+    """Sorted set of the newest change events (member: the event's JSON, score: its time in ms),
+    trimmed to ``ACTIVITY_RECENT_LIMIT``: the overview's activity feed. A redelivered record
+    produces the same JSON, so it is stored once."""
+    return "activity:recent"
+
+
+def activity_ttl_seconds() -> int:
+    return STATS_TTL_SECONDS
+
+
+def fleet_key(*, bucket: int) -> str:
+    """Hash of fleet-wide counts in one minute, counted from the stream: ``turns``,
+    ``started:<channel>``, ``closed:<channel>``, ``summaries``, ``expired``."""
+    return f"stats:fleet:{bucket}"
+
+
+def fleet_seen_key(*, session_id: str) -> str:
+    """Hash of what the fleet counters already counted for one session (the highest turn seq,
+    the highest summary, flags for started/closed/expired), so a redelivered stream record is
+    not counted twice."""
+    return f"fleet:seen:{_require(session_id, 'session_id')}"
+
+
+def fleet_seen_ttl_seconds() -> int:
+    """Longer than the stream keeps a record (24 h): a record can only be redelivered while
+    the stream still holds it, and every count refreshes this TTL."""
+    return 25 * 60 * 60
+
+
+STREAM_BUCKET_SECONDS = 10
+
+
+def stream_bucket(*, epoch_seconds: float) -> int:
+    """The 10-second bucket of the consumers' progress counters holding ``epoch_seconds``."""
+    return int(epoch_seconds) // STREAM_BUCKET_SECONDS * STREAM_BUCKET_SECONDS
+
+
+def stream_progress_key(*, bucket: int) -> str:
+    """Hash of ten seconds of every consumer's progress: ``records``, ``batches``,
+    ``lag_max_ms`` (the largest lag of a record processed then)."""
+    return f"stats:stream:{bucket}"
+
+
+def stream_lag_samples_key(*, bucket: int) -> str:
+    """List of per-record lags (ms) sampled in those ten seconds (at most
+    ``STREAM_LAG_SAMPLES`` per bucket), for percentiles."""
+    return f"stats:stream-lag:{bucket}"
+
+
+STREAM_LAG_SAMPLES = 2000
+
+
+def stream_error_key() -> str:
+    """The consumers' last error (JSON: when, which consumer and shard, what)."""
+    return "stream:last-error"

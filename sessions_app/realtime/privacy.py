@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from . import keys
 from .client import redis_boundary, redis_connection
+from .events import activity_forget_session
 
 # Keys named by the session id. The connection keys (conn:id:<connection>) are found through
 # the session's connection set, and its entry in the shared presence:online set is removed by
@@ -23,6 +24,7 @@ SESSION_KEY_BUILDERS = (
     keys.summary_lock_key,
     keys.presence_session_key,
     keys.session_connections_key,
+    keys.fleet_seen_key,
 )
 # Keys named by the customer id: the rate window spans all of the customer's sessions, so only
 # forgetting the customer (not one of their sessions) removes it.
@@ -75,7 +77,8 @@ def realtime_forget_session(*, session_id: str, customer_id: str | None = None) 
         pipe.delete(*candidates)
         pipe.zrem(keys.presence_online_key(), session_id)
         deleted, unlisted = pipe.execute()
-    return int(deleted) + int(unlisted)
+    # The activity feed names the session in its events (members of one shared sorted set).
+    return int(deleted) + int(unlisted) + activity_forget_session(session_id=session_id)
 
 
 def realtime_forget_customer(*, customer_id: str) -> int:
@@ -83,3 +86,18 @@ def realtime_forget_customer(*, customer_id: str) -> int:
     ``RedisUnavailable``."""
     with redis_boundary("realtime_forget_customer"):
         return int(redis_connection().delete(*_customer_candidates(customer_id=customer_id)))
+
+
+def realtime_session_gone(*, session_id: str) -> int:
+    """A session's items are gone from DynamoDB (TTL or a delete the change feed reported):
+    drop what Redis still holds for it — cached context, locks, presence, connection mappings.
+    Not its ``fleet:seen:`` entry, which keeps a redelivered record from being counted twice.
+    Returns how many keys and entries were removed. Redis down: raises ``RedisUnavailable``."""
+    with redis_boundary("realtime_session_gone"):
+        candidates = [k for k in _session_candidates(session_id=session_id)
+                      if k != keys.fleet_seen_key(session_id=session_id)]
+        pipe = redis_connection().pipeline(transaction=True)
+        pipe.delete(*candidates)
+        pipe.zrem(keys.presence_online_key(), session_id)
+        deleted, unlisted = pipe.execute()
+    return int(deleted) + int(unlisted)

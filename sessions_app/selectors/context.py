@@ -41,7 +41,10 @@ def context_load(*, session_id: str, turns: int | None = None, min_seq: int | No
     if cached.payload is not None:
         return ContextLoad(payload=cached.payload, source="redis", elapsed_ms=_ms(started), seq=cached.hint or 0)
     known = max(cached.hint or 0, min_seq or 0)
-    ctx = context_read(session_id=session_id, turns=turns, min_seq=known, consistent=cached.degraded and not min_seq)
+    # Strongly consistent when Redis is down (no hint to bound the read) unless the caller knows
+    # its own last seq, and while the change feed says the session changed behind DAX's back.
+    ctx = context_read(session_id=session_id, turns=turns, min_seq=known,
+                       consistent=(cached.degraded and not min_seq) or cached.consistent)
     payload = json_bytes({
         "session": session_dict(ctx.meta),
         "turns": [turn_dict(t) for t in ctx.turns],

@@ -17,7 +17,7 @@ from django.conf import settings
 from pynamodb.exceptions import UpdateError
 
 from .. import dynamo, keys
-from ..models import SessionMeta
+from ..models import SessionMeta, app_write_mark
 from ..clock import utcnow
 from .sessions import _session_key_fields
 
@@ -68,7 +68,7 @@ def _backfill_partition(partition: tuple[date, int]) -> tuple[int, int]:
             target = SessionMeta(keys.session_pk(indexed.session_id), keys.META_SK)
             try:
                 target.update(
-                    actions=[getattr(SessionMeta, name).set(fields[name]) for name in _BACKFILLED],
+                    actions=[*(getattr(SessionMeta, name).set(fields[name]) for name in _BACKFILLED), app_write_mark()],
                     condition=SessionMeta.pk.exists() & SessionMeta.gsi5pk.does_not_exist(),
                 )
             except UpdateError as exc:

@@ -10,7 +10,7 @@ from pynamodb.exceptions import PutError, UpdateError
 
 from .. import dynamo, keys
 from ..exceptions import InvalidInput, SessionIdTaken
-from ..models import CHANNELS, LOCALES, SessionMeta, SessionStatus
+from ..models import CHANNELS, LOCALES, SessionMeta, SessionStatus, app_write_mark
 from ..realtime import context_cache_invalidate, presence_clear
 from ..selectors.sessions import session_get
 from ..clock import utcnow
@@ -123,7 +123,7 @@ def _session_set_status(*, session_id: str, status: str) -> tuple[SessionMeta, b
         return meta, False
     if meta.status == SessionStatus.CLOSED:
         raise InvalidInput("a closed session cannot change status", field="status")
-    actions = [SessionMeta.status.set(status)]
+    actions = [SessionMeta.status.set(status), app_write_mark()]
     fields = _session_key_fields(session_id=session_id, customer_id=meta.customer_id, channel=meta.channel,
                                  started_at=meta.started_at, status=status)
     if fields["gsi3pk"] is None:

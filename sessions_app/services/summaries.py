@@ -30,7 +30,7 @@ from pynamodb.transactions import TransactWrite
 from .. import dynamo, keys
 from ..exceptions import QueueUnavailable, StoreUnavailable
 from ..jobs import task_publish
-from ..models import SessionMeta, Summary, Turn
+from ..models import SessionMeta, Summary, Turn, app_write_mark
 from ..realtime import context_cache_invalidate, summary_lock_acquire, summary_lock_release
 from ..selectors.sessions import session_get
 from ..selectors.summaries import SummaryStates, meta_is_due, summary_due_candidates
@@ -118,6 +118,7 @@ def summary_write(*, session_id: str, through_seq: int, text: str, generator: st
                     SessionMeta.summary_state.set(SummaryStates.FRESH),
                     SessionMeta.summary_error.remove(),
                     SessionMeta.summary_task_id.set(task_id) if task_id else SessionMeta.summary_task_id.remove(),
+                    app_write_mark(),
                 ],
                 condition=SessionMeta.pk.exists() & (
                     SessionMeta.summary_through.does_not_exist() | (SessionMeta.summary_through < through_seq)
@@ -148,7 +149,7 @@ def _due_clear(session_id: str) -> bool:
     The condition is evaluated on the item, so an append that lands in between keeps it due."""
     try:
         SessionMeta(keys.session_pk(session_id), keys.META_SK).update(
-            actions=[SessionMeta.summary_due_pk.remove(), SessionMeta.summary_due_sk.remove()],
+            actions=[SessionMeta.summary_due_pk.remove(), SessionMeta.summary_due_sk.remove(), app_write_mark()],
             condition=SessionMeta.pk.exists() & (SessionMeta.turn_count <= SessionMeta.summary_through)
             & SessionMeta.summary_due_pk.exists(),
         )
@@ -264,7 +265,8 @@ def _meta_update_best_effort(*, session_id: str, what: str, actions: list, condi
     """One guarded META update whose failure only costs the console a less precise state.
     Returns whether it applied."""
     try:
-        SessionMeta(keys.session_pk(session_id), keys.META_SK).update(actions=actions, condition=condition)
+        SessionMeta(keys.session_pk(session_id), keys.META_SK).update(actions=[*actions, app_write_mark()],
+                                                                    condition=condition)
     except UpdateError as exc:
         if not dynamo.is_condition_failed(exc):
             log.warning("could not %s for %s: %s", what, session_id, exc)

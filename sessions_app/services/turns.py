@@ -17,7 +17,7 @@ from pynamodb.transactions import TransactWrite
 from .. import dynamo, keys
 from ..realtime import RateDecision, context_cache_hint_raise, context_cache_turn_written, rate_limit_hit, session_write_lock
 from ..exceptions import ClientMsgIdConflict, ConflictRetryExhausted, InvalidInput, SessionClosed
-from ..models import ClientMessageMarker, SessionMeta, SessionStatus, Turn
+from ..models import ClientMessageMarker, SessionMeta, SessionStatus, Turn, app_write_mark
 from ..selectors.sessions import session_get
 from ..clock import utcnow
 from ..ids import validate_id
@@ -163,6 +163,7 @@ def turn_write(
                         # appends don't rewrite the index; cleared when a summary covers the last turn.
                         SessionMeta.summary_due_pk.set(SessionMeta.summary_due_pk | keys.summary_due_pk(session_id, settings.SUMMARY_DUE_SHARDS)),
                         SessionMeta.summary_due_sk.set(SessionMeta.summary_due_sk | keys.ts_str(now)),
+                        app_write_mark(),
                     ],
                     condition=(SessionMeta.turn_count == expected) & (SessionMeta.status != SessionStatus.CLOSED),
                 )

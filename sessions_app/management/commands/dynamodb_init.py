@@ -22,9 +22,17 @@ class Command(BaseCommand):
                 parts.append("indexes added: " + ", ".join(report.indexes_added))
             if report.ttl_enabled:
                 parts.append("TTL enabled")
+            if report.stream_enabled:
+                parts.append("stream enabled (NEW_AND_OLD_IMAGES)")
+            if report.lease_table_created:
+                parts.append("stream lease table created")
             self.stdout.write(self.style.SUCCESS(f"table {report.table_name}: " + "; ".join(parts)))
         else:
             self.stdout.write(f"table {report.table_name}: up to date, nothing changed")
+        if report.stream_arn:
+            self.stdout.write(f"  stream: {report.stream_arn}")
+        if report.stream_problem:
+            self.stderr.write(self.style.WARNING(f"  stream: {report.stream_problem}"))
         # A new index on a table that already holds sessions starts empty for them.
         if backfill or (not report.created and set(report.indexes_added) & set(BACKFILLED_INDEXES)):
             with override_settings(DYNAMODB_TABLE=report.table_name):
