@@ -7,6 +7,7 @@ app_name = "dashboard"
 urlpatterns = [
     path("", views.overview, name="overview"),
     path("overview/metrics/", views.overview_metrics_partial, name="overview_metrics"),
+    path("overview/activity/", views.overview_activity_partial, name="overview_activity"),
     path("sessions/", views.session_list_view, name="session_list"),
     path("sessions/export/", views.filter_export, name="filter_export"),
     path("sessions/<str:session_id>/", views.session_detail_view, name="session_detail"),

@@ -22,7 +22,7 @@ from sessions_app.selectors.browse import session_browse
 from sessions_app.downloads import export_response
 from sessions_app.selectors.export import export_format, session_iter_filtered
 from sessions_app.selectors.filters import SessionFilter
-from sessions_app.selectors.overview import overview_metrics
+from sessions_app.selectors.overview import overview_activity, overview_metrics
 from sessions_app.selectors.privacy import privacy_customer_plan, privacy_delete_plan
 from sessions_app.selectors.sessions import session_get
 from sessions_app.services import privacy as privacy_services
@@ -44,13 +44,19 @@ def _id(value: str, *, field: str) -> str:
 @require_GET
 @console_view(VIEW)
 def overview(request: HttpRequest) -> HttpResponse:
-    return render(request, "dashboard/overview.html", {"m": overview_metrics()})
+    return render(request, "dashboard/overview.html", {"m": overview_metrics(), "activity": overview_activity()})
 
 
 @require_GET
 @console_view(VIEW)
 def overview_metrics_partial(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/partials/overview_metrics.html", {"m": overview_metrics()})
+
+
+@require_GET
+@console_view(VIEW)
+def overview_activity_partial(request: HttpRequest) -> HttpResponse:
+    return render(request, "dashboard/partials/activity_feed.html", {"activity": overview_activity()})
 
 
 # --- sessions -------------------------------------------------------------------------------------

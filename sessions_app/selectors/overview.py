@@ -1,8 +1,10 @@
-"""The console overview: live numbers, chart series and read latency per route.
+"""The console overview: live numbers, chart series, read latency per route, and the change feed.
 
 Each number comes from its own source (see the template): presence and rate/cache counters from
 Redis, counts from index Queries (memoised per process), DAX cache ratios from the DAX node's
-stats endpoint over HTTP, latencies from this process's own histograms.
+stats endpoint over HTTP, latencies from this process's own histograms. The change feed's panel
+(lag, throughput, leases, the last error), the fleet-wide counts and the activity feed come from
+``selectors.stream``: what every stream consumer wrote to Redis, and the lease table.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from django.conf import settings
 
 from .. import dynamo, keys
 from ..clock import utcnow
+from ..exceptions import InvalidInput
+from ..ids import validate_id
 from ..models import SessionMeta
 from ..realtime import (
     context_cache_hit_ratio,
@@ -27,7 +31,9 @@ from ..realtime import (
     presence_online_count,
     rate_limit_stats,
 )
+from ..streams.records import ORIGINS
 from .provenance import ROUTE_LABELS, ROUTE_REDIS, redis_latency, redis_read
+from .stream import FleetSummary, StreamStatus, activity_feed, fleet_summary, stream_status
 from .summaries import BACKLOG_COUNT_CAP, summary_backlog_count
 
 CONTEXT_CACHE_ALERT_BELOW = 0.80
@@ -47,6 +53,214 @@ class LatencyRow:
     p95_ms: float | None
 
 
+# --- the change feed ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StreamError:
+    """The consumers' latest recorded error."""
+
+    at_utc: str | None  # "2025-01-31 12:00:03 UTC"; None: the record carries no usable time
+    consumer: str
+    shard: str | None
+    message: str
+
+
+@dataclass(frozen=True)
+class StreamPanel:
+    """The change feed as the overview shows it. ``state``: ``no_stream`` (the table has none),
+    ``unreadable`` (the table, stream or lease table could not be read: ``error`` says why) or
+    ``ok``. Progress numbers are None when Redis is down (``progress_known`` False): unknown,
+    never zero."""
+
+    state: str
+    error: str | None
+    window_seconds: int
+    progress_known: bool
+    records: int | None
+    records_per_second: float | None
+    lag_p50_s: float | None  # None with progress known: idle, no record in the window
+    lag_p95_s: float | None
+    lag_max_s: float | None
+    origins: list[tuple[str, int]]  # app, ttl, outside, delete (then any other origin seen)
+    last_error: StreamError | None
+    shards: int
+    shards_open: int
+    leases: int
+    leases_held: int
+    consumers: list[str]  # owners holding a lease now
+    lag_alert: bool
+    lag_alert_seconds: str  # the threshold, as shown ("30", "2.5")
+
+    @property
+    def idle(self) -> bool:
+        return self.progress_known and not self.records
+
+
+@dataclass(frozen=True)
+class FleetPanel:
+    """Fleet-wide counts of the last ``minutes`` minutes, counted from the change feed (every
+    writer's changes). ``known`` False: Redis down, every count unknown."""
+
+    minutes: int
+    known: bool
+    turns: int | None = None
+    summaries: int | None = None
+    expired: int | None = None
+    started: list[tuple[str, int]] = field(default_factory=list)  # per channel
+    closed: list[tuple[str, int]] = field(default_factory=list)
+    started_total: int | None = None
+    closed_total: int | None = None
+    caveat: str | None = None  # why the counts may be behind (no stream, no consumer)
+
+
+def _seconds(ms: float | None) -> float | None:
+    return None if ms is None else ms / 1000
+
+
+def _utc(epoch: object) -> str | None:
+    try:
+        return datetime.fromtimestamp(float(epoch), tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def _stream_error(raw: dict | None) -> StreamError | None:
+    if not isinstance(raw, dict):
+        return None
+    shard = raw.get("shard")
+    return StreamError(at_utc=_utc(raw.get("at")), consumer=str(raw.get("consumer") or "unknown"),
+                       shard=str(shard) if shard else None, message=str(raw.get("message") or ""))
+
+
+def _threshold_text(value: float) -> str:
+    return f"{value:g}"
+
+
+def stream_panel(status: StreamStatus | None = None) -> StreamPanel:
+    """The overview's change-feed panel (``status``: an already read ``stream_status()``)."""
+    status = status if status is not None else stream_status()
+    progress = status.progress
+    if status.error:
+        state = "unreadable"
+    elif status.stream_arn is None:
+        state = "no_stream"
+    else:
+        state = "ok"
+    origins: list[tuple[str, int]] = []
+    if progress is not None:
+        origins = [(o, progress.origins.get(o, 0)) for o in ORIGINS]
+        origins += sorted((o, n) for o, n in progress.origins.items() if o not in ORIGINS)
+    return StreamPanel(
+        state=state,
+        error=status.error,
+        window_seconds=progress.seconds if progress is not None else 60,
+        progress_known=progress is not None,
+        records=progress.records if progress is not None else None,
+        records_per_second=progress.records_per_second if progress is not None else None,
+        lag_p50_s=_seconds(progress.lag_p50_ms) if progress is not None else None,
+        lag_p95_s=_seconds(progress.lag_p95_ms) if progress is not None else None,
+        lag_max_s=_seconds(progress.lag_max_ms) if progress is not None else None,
+        origins=origins,
+        last_error=_stream_error(progress.last_error) if progress is not None else None,
+        shards=len(status.shards),
+        shards_open=sum(1 for shard in status.shards if not shard.closed),
+        leases=len(status.leases),
+        leases_held=len(status.leases_held),
+        consumers=status.consumers,
+        lag_alert=status.lag_alert,
+        lag_alert_seconds=_threshold_text(settings.STREAM_LAG_ALERT_SECONDS),
+    )
+
+
+def _per_channel(summary: FleetSummary, what: str) -> list[tuple[str, int]]:
+    rows = list(summary.by_channel(what).items())
+    other = summary.total_prefixed(f"{what}:") - sum(n for _, n in rows)
+    if other:  # a session without a known channel ("unknown", or one added since)
+        rows.append(("other", other))
+    return rows
+
+
+def fleet_panel(*, stream: StreamPanel, minutes: int = 15) -> FleetPanel:
+    """The fleet-wide counts of the last ``minutes`` minutes from the change feed."""
+    with redis_read():
+        summary = fleet_summary(minutes=minutes)
+    if stream.state == "no_stream":
+        caveat = "the table has no stream, so nothing is counting these"
+    elif stream.state == "ok" and not stream.consumers:
+        caveat = "no consumer holds a lease now: the counts stop at the last change processed"
+    else:
+        caveat = None
+    if summary is None:
+        return FleetPanel(minutes=minutes, known=False, caveat=caveat)
+    started, closed = _per_channel(summary, "started"), _per_channel(summary, "closed")
+    return FleetPanel(
+        minutes=minutes, known=True,
+        turns=summary.total("turns"), summaries=summary.total("summaries"), expired=summary.total("expired"),
+        started=started, closed=closed,
+        started_total=sum(n for _, n in started), closed_total=sum(n for _, n in closed),
+        caveat=caveat,
+    )
+
+
+@dataclass(frozen=True)
+class ActivityRow:
+    id: str
+    at_utc: str | None  # "12:00:03.123 UTC"
+    at_iso: str  # the event's own timestamp, for <time datetime>
+    kind: str
+    kind_class: str  # a CSS class from a fixed list (never the event's own text)
+    session_id: str
+    session_linkable: bool  # a valid id: links to its detail page
+    seq: str | None
+    role: str | None
+    channel: str | None
+
+
+ACTIVITY_KINDS = ("started", "turn", "closed", "handed_off", "summarised", "deleted", "expired")
+
+
+def _text(value: object) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+def _activity_row(event: dict) -> ActivityRow:
+    kind = str(event.get("kind") or "")
+    session_id = str(event.get("session_id") or "")
+    try:
+        validate_id(session_id, field="session_id")
+        linkable = True
+    except InvalidInput:
+        linkable = False
+    at_utc = None
+    try:
+        at = datetime.fromtimestamp(int(event["at_ms"]) / 1000, tz=timezone.utc)
+        at_utc = at.strftime("%Y-%m-%d %H:%M:%S.") + f"{at.microsecond // 1000:03d} UTC"
+    except (KeyError, TypeError, ValueError, OverflowError, OSError):
+        pass
+    return ActivityRow(
+        id=str(event.get("id") or ""), at_utc=at_utc, at_iso=str(event.get("at") or ""),
+        kind=kind, kind_class=f"kind-{kind}" if kind in ACTIVITY_KINDS else "kind-other",
+        session_id=session_id, session_linkable=linkable,
+        seq=_text(event.get("seq")), role=_text(event.get("role")), channel=_text(event.get("channel")),
+    )
+
+
+@dataclass(frozen=True)
+class Activity:
+    known: bool  # False: Redis down
+    rows: list[ActivityRow]
+    limit: int
+
+
+def overview_activity(*, limit: int = 30) -> Activity:
+    """The newest change events for the overview's activity feed, newest first."""
+    with redis_read():
+        events = activity_feed(limit=limit)
+    if events is None:
+        return Activity(known=False, rows=[], limit=limit)
+    return Activity(known=True, rows=[_activity_row(e) for e in events if isinstance(e, dict)], limit=limit)
+
+
 @dataclass(frozen=True)
 class Overview:
     online_now: int | None
@@ -60,6 +274,8 @@ class Overview:
     context_hit_ratio: float | None
     context_alert: bool
     latency: list[LatencyRow]
+    stream: StreamPanel
+    fleet: FleetPanel
     series: dict = field(default_factory=dict)  # chart data (json_script)
 
 
@@ -149,6 +365,8 @@ def overview_metrics() -> Overview:
         cache = context_cache_stats(minutes=15)
         hit_ratio = context_cache_hit_ratio(minutes=15)
     backlog, backlog_capped = summary_backlog()
+    stream = stream_panel()
+    fleet = fleet_panel(stream=stream)
     series: dict[str, Any] = {"labels": [], "turns": [], "denied": [], "cache_ratio": []}
     if rate is not None:
         for minute in reversed(rate):
@@ -171,5 +389,7 @@ def overview_metrics() -> Overview:
         context_hit_ratio=hit_ratio,
         context_alert=hit_ratio is not None and hit_ratio < CONTEXT_CACHE_ALERT_BELOW,
         latency=_latency_rows(),
+        stream=stream,
+        fleet=fleet,
         series=series,
     )
