@@ -1,8 +1,9 @@
 """`make run`: the whole local stack in one terminal, supervised, stopped together with Ctrl-C.
 
 DynamoDB Local (data kept under the local dir), Redis (reused if one answers at REDIS_URL), the
-local DAX node in front of DynamoDB Local, a Celery worker and beat, and gunicorn serving Django.
-Migrations, the DynamoDB table, a staff superuser and demo data are set up on the way.
+local DAX node in front of DynamoDB Local, the change-feed consumer (``manage.py stream_consume``,
+unless DYNAMODB_STREAM is off), a Celery worker and beat, and gunicorn serving Django.
+Migrations, the DynamoDB table (and its stream), a staff superuser and demo data are set up on the way.
 
 A child that crashes is restarted with backoff (devtools.supervisor) while the rest keeps serving
 — the product works without Redis or DAX for the seconds they are away. Only Ctrl-C or SIGTERM
@@ -119,6 +120,35 @@ def _wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -
     raise procs.StackError(f"{url} did not answer within {timeout:.0f}s")
 
 
+def _spawn_marked(args: list[str], log: Path, **kwargs) -> subprocess.Popen:
+    """procs.spawn, remembering where this run's output starts in the (appended-to) log."""
+    offset = log.stat().st_size if log.exists() else 0
+    proc = procs.spawn(args, log, **kwargs)
+    proc.log_path, proc.log_offset = log, offset
+    return proc
+
+
+def _log_ready(marker: str, timeout: float):
+    """Ready once ``marker`` appears in what this run of the process wrote to its log."""
+
+    def ready(proc: subprocess.Popen) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with open(proc.log_path, "rb") as fh:
+                    fh.seek(proc.log_offset)
+                    if marker.encode() in fh.read():
+                        return
+            except OSError:
+                pass
+            if proc.poll() is not None:
+                raise procs.StackError(f"{proc.args[2]} exited with code {proc.returncode}; see {_shown(proc.log_path)}")
+            time.sleep(0.2)
+        raise procs.StackError(f"{proc.args[2]} did not start within {timeout:.0f}s; see {_shown(proc.log_path)}")
+
+    return ready
+
+
 def _port_ready(port: int, name: str, timeout: float):
     return lambda proc: procs.wait_for_port("127.0.0.1", port, timeout=timeout, proc=proc, name=name)
 
@@ -171,6 +201,17 @@ def main() -> int:
         _superuser(env)
         if env_bool("DEMO_DATA", True):
             _manage(env, "seed_demo")
+
+        if env_bool("DYNAMODB_STREAM", True):
+            # After dynamodb_init (which enabled the stream and made the lease table). SIGTERM from
+            # stop_all: it finishes the batch in hand, checkpoints and releases its leases; it is
+            # stopped before DynamoDB Local (children stop in reverse order).
+            _say("starting the stream consumer (change feed)")
+            supervisor.start(Child("stream consumer", partial(
+                _spawn_marked, [PY, "manage.py", "stream_consume"], logs / "stream-consumer.log", cwd=ROOT, env=env),
+                _log_ready(" reading arn:", timeout=60)))
+        else:
+            _say("DYNAMODB_STREAM is off: no stream consumer")
 
         _say("starting Celery worker and beat")
         supervisor.start(Child("celery worker", partial(
