@@ -7,6 +7,7 @@ environment variables (``MANGAASSIST_ENV=production`` plus the endpoints); see R
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -192,6 +193,11 @@ AWS_REGION = env_str("AWS_REGION", env_str("AWS_DEFAULT_REGION", "us-east-1"))
 DYNAMODB_TABLE = env_str("DYNAMODB_TABLE", "mangaassist-sessions")
 # Unset in production (the regional AWS endpoint is used); set to DynamoDB Local locally.
 DYNAMODB_ENDPOINT = env_optional("DYNAMODB_ENDPOINT") if PRODUCTION else env_str("DYNAMODB_ENDPOINT", "http://127.0.0.1:8100")
+if DYNAMODB_ENDPOINT and not PRODUCTION and not os.environ.get("AWS_PROFILE"):
+    # DynamoDB Local accepts any credentials but botocore signs nothing without some: a manage.py
+    # command from a plain shell (stream_consume --status, dynamodb_init) then just works.
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
 DYNAMODB_CONNECT_TIMEOUT = env_float("DYNAMODB_CONNECT_TIMEOUT", 1.0, minimum=0.05)
 DYNAMODB_READ_TIMEOUT = env_float("DYNAMODB_READ_TIMEOUT", 3.0, minimum=0.05)
 DYNAMODB_MAX_RETRIES = env_int("DYNAMODB_MAX_RETRIES", 3, minimum=0)

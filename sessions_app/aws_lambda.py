@@ -19,22 +19,21 @@ django.setup()  # a no-op when Django is already set up (tests, a shell)
 from sessions_app.clock import utcnow  # noqa: E402 — Django must be set up first
 from sessions_app.realtime import stream_progress_record  # noqa: E402
 from sessions_app.streams.dispatch import batch_apply, handlers_from_settings  # noqa: E402
-from sessions_app.streams.records import change_from_record  # noqa: E402
+from sessions_app.streams.records import change_from_record, changes_from_records  # noqa: E402
 
 
 def lambda_handler(event: dict, context: object) -> dict:
     records = event.get("Records", [])
-    changes = []
-    for position, record in enumerate(records):
+    readable = 0
+    for record in records:
         try:
-            changes.append(change_from_record(record))
+            change_from_record(record)
         except (KeyError, TypeError, ValueError):
             # An unreadable record: apply what precedes it, retry from it (and let Lambda's
             # MaximumRetryAttempts / on-failure destination deal with it if it never reads).
-            failed = records[position:]
             break
-    else:
-        failed = []
+        readable += 1
+    changes, failed = changes_from_records(records[:readable]), records[readable:]
     outcome = batch_apply(changes, handlers_from_settings())
     now = utcnow()
     stream_progress_record(lags_ms=[(now - c.changed_at).total_seconds() * 1000 for c in outcome.applied],

@@ -39,7 +39,7 @@ from ..realtime import stream_error_record, stream_progress_record
 from ..clock import utcnow
 from .dispatch import BatchOutcome, Handler, batch_apply
 from .leases import SHARD_END, Lease, LeaseTable
-from .records import Change, change_from_record
+from .records import Change, changes_from_records
 
 log = logging.getLogger("sessions_app.streams")
 
@@ -289,7 +289,7 @@ class StreamConsumer:
 
     def _apply(self, held: _Held, records: list[dict]) -> None:
         shard_id = held.lease.shard_id
-        changes: list[Change] = [change_from_record(r, shard_id=shard_id) for r in records]
+        changes: list[Change] = changes_from_records(records, shard_id=shard_id)
         trimmed_from = held.attempts.pop("trimmed_from", None)
         if trimmed_from is not None:
             missed = max(0, changes[0].seq_number - trimmed_from - 1)

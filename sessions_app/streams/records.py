@@ -9,7 +9,7 @@ both, so the consumer and the Lambda function run the same handlers on the same 
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -51,6 +51,7 @@ class Change:
     changed_at: datetime
     origin: str  # one of ORIGINS
     shard_id: str | None = None  # None when the source does not say (a Lambda event)
+    timed: bool = False  # changed_at is the item's own write time, not the stream's rounded one
 
     @property
     def session_id(self) -> str | None:
@@ -117,8 +118,9 @@ def _approximate_time(value: Any) -> datetime:
     return datetime.fromtimestamp(float(value), tz=timezone.utc)
 
 
-def _item_time(image: dict[str, Any] | None, approximate: datetime) -> datetime:
-    best = approximate
+def _item_time(image: dict[str, Any] | None, approximate: datetime) -> datetime | None:
+    """The item's own write time, if it names one within the stream's rounding of ``approximate``."""
+    best = None
     for name in _TIME_ATTRIBUTES:
         raw = (image or {}).get(name)
         if not isinstance(raw, str):
@@ -127,7 +129,7 @@ def _item_time(image: dict[str, Any] | None, approximate: datetime) -> datetime:
             moment = datetime.strptime(raw, _PYNAMO_TIME)
         except ValueError:
             continue
-        if approximate <= moment < approximate + _ROUNDING and moment > best:
+        if approximate <= moment < approximate + _ROUNDING and (best is None or moment > best):
             best = moment
     return best
 
@@ -161,7 +163,21 @@ def change_from_record(record: dict, *, shard_id: str | None = None) -> Change:
         item_type=(image or {}).get("type"),
         old=old,
         new=new,
-        changed_at=_item_time(new, approximate),
+        changed_at=_item_time(new, approximate) or approximate,
         origin=_origin(kind, old, new, record.get("userIdentity")),
         shard_id=shard_id,
+        timed=_item_time(new, approximate) is not None,
     )
+
+
+def changes_from_records(records: list[dict], *, shard_id: str | None = None) -> list[Change]:
+    """:func:`change_from_record` for one shard's records, in stream order. A record whose item
+    names no write time (a client-message-id marker, a removal) happened no earlier than the
+    record before it, so it gets that record's time when that is later than its own rounded one."""
+    changes: list[Change] = []
+    for record in records:
+        change = change_from_record(record, shard_id=shard_id)
+        if changes and not change.timed and changes[-1].changed_at > change.changed_at:
+            change = replace(change, changed_at=changes[-1].changed_at)
+        changes.append(change)
+    return changes
