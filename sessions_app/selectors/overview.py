@@ -138,7 +138,9 @@ def _threshold_text(value: float) -> str:
 
 def stream_panel(status: StreamStatus | None = None) -> StreamPanel:
     """The overview's change-feed panel (``status``: an already read ``stream_status()``)."""
-    status = status if status is not None else stream_status()
+    # No DescribeStream on every poll of every open overview (AWS allows 10 per second per
+    # account, and the consumers need them): the lease table has one lease per known shard.
+    status = status if status is not None else stream_status(shards=False)
     progress = status.progress
     if status.error:
         state = "unreadable"
@@ -162,8 +164,8 @@ def stream_panel(status: StreamStatus | None = None) -> StreamPanel:
         lag_max_s=_seconds(progress.lag_max_ms) if progress is not None else None,
         origins=origins,
         last_error=_stream_error(progress.last_error) if progress is not None else None,
-        shards=len(status.shards),
-        shards_open=sum(1 for shard in status.shards if not shard.closed),
+        shards=len(status.leases),
+        shards_open=sum(1 for lease in status.leases if not lease.finished),
         leases=len(status.leases),
         leases_held=len(status.leases_held),
         consumers=status.consumers,

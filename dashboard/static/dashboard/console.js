@@ -18,7 +18,7 @@
       charts.turns = new Chart(turns, {
         type: "bar",
         data: { labels: data.labels, datasets: [
-          { label: "turns accepted", data: data.turns, backgroundColor: "#146eb4" },
+          { label: "appends allowed", data: data.turns, backgroundColor: "#146eb4" },
           { label: "rate limited", data: data.denied, backgroundColor: "#b42318" } ] },
         options: { animation: false, maintainAspectRatio: false, scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } }
       });
