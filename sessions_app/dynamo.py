@@ -473,25 +473,29 @@ _connections_lock = threading.Lock()
 _connections: dict[tuple, RoutedConnection] = {}
 
 
+def _per_endpoint(cache: dict, build):
+    """The cached value for the current endpoint and region, built once (thread-safe)."""
+    key = (settings.DYNAMODB_ENDPOINT, settings.AWS_REGION)
+    value = cache.get(key)
+    if value is None:
+        with _connections_lock:
+            value = cache.get(key)
+            if value is None:
+                value = cache[key] = build()
+    return value
+
+
 def connection() -> RoutedConnection:
     """The process-wide routed connection for the current settings (thread-safe: PynamoDB keeps
     a botocore session per thread inside it)."""
-    key = (settings.DYNAMODB_ENDPOINT, settings.AWS_REGION)
-    conn = _connections.get(key)
-    if conn is None:
-        with _connections_lock:
-            conn = _connections.get(key)
-            if conn is None:
-                conn = RoutedConnection(
-                    region=settings.AWS_REGION,
-                    host=settings.DYNAMODB_ENDPOINT,
-                    connect_timeout_seconds=settings.DYNAMODB_CONNECT_TIMEOUT,
-                    read_timeout_seconds=settings.DYNAMODB_READ_TIMEOUT,
-                    max_retry_attempts=settings.DYNAMODB_MAX_RETRIES,
-                    max_pool_connections=50,
-                )
-                _connections[key] = conn
-    return conn
+    return _per_endpoint(_connections, lambda: RoutedConnection(
+        region=settings.AWS_REGION,
+        host=settings.DYNAMODB_ENDPOINT,
+        connect_timeout_seconds=settings.DYNAMODB_CONNECT_TIMEOUT,
+        read_timeout_seconds=settings.DYNAMODB_READ_TIMEOUT,
+        max_retry_attempts=settings.DYNAMODB_MAX_RETRIES,
+        max_pool_connections=50,
+    ))
 
 
 class RoutedTableConnection(TableConnection):
@@ -519,22 +523,13 @@ def streams_client():
     """The botocore client of DynamoDB Streams (the change feed), at the same endpoint, region,
     timeouts and retry budget as the table's connection. Shared by the process (botocore
     clients are thread-safe)."""
-    key = (settings.DYNAMODB_ENDPOINT, settings.AWS_REGION)
-    client = _streams_clients.get(key)
-    if client is None:
-        with _connections_lock:
-            client = _streams_clients.get(key)
-            if client is None:
-                import botocore.session
+    import botocore.session
 
-                client = botocore.session.get_session().create_client(
-                    "dynamodbstreams", region_name=settings.AWS_REGION, endpoint_url=settings.DYNAMODB_ENDPOINT,
-                    config=Config(connect_timeout=settings.DYNAMODB_CONNECT_TIMEOUT,
-                                  read_timeout=settings.DYNAMODB_READ_TIMEOUT,
-                                  retries={"max_attempts": settings.DYNAMODB_MAX_RETRIES, "mode": "standard"}),
-                )
-                _streams_clients[key] = client
-    return client
+    return _per_endpoint(_streams_clients, lambda: botocore.session.get_session().create_client(
+        "dynamodbstreams", region_name=settings.AWS_REGION, endpoint_url=settings.DYNAMODB_ENDPOINT,
+        config=Config(connect_timeout=settings.DYNAMODB_CONNECT_TIMEOUT, read_timeout=settings.DYNAMODB_READ_TIMEOUT,
+                      retries={"max_attempts": settings.DYNAMODB_MAX_RETRIES, "mode": "standard"}),
+    ))
 
 
 def error_code(exc: BaseException) -> str | None:

@@ -126,3 +126,18 @@ def test_a_checkpoint_from_a_lost_lease_is_refused(stream, redis_client):
     consumer.step()
     assert not consumer.held
     assert table.list()[0].owner == "y"
+
+
+def test_status_prints_shards_leases_checkpoints_and_lag(stream, redis_client, capsys):
+    from django.core.management import call_command
+
+    _appends(2)
+    consumer = make_consumer(stream, name="status-1")
+    drain(consumer)
+    call_command("stream_consume", "--status")
+    out = capsys.readouterr().out
+    lease = LeaseTable(stream_arn=stream).list()[0]
+    assert f"stream {stream}" in out
+    assert "1 shards, 1 leases held by 1 consumers" in out
+    assert f"{lease.shard_id}" in out and "held by status-1" in out and f"checkpoint {lease.checkpoint}" in out
+    assert f"last 60s: {consumer.stats.records} records" in out and "lag p50" in out
