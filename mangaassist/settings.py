@@ -208,6 +208,9 @@ DYNAMODB_STATUS_SHARDS = env_int("DYNAMODB_STATUS_SHARDS", 4, minimum=1)
 # A channel's share of a day needs fewer shards than the whole day, and each shard is one more
 # Query per listing page.
 DYNAMODB_CHANNEL_SHARDS = env_int("DYNAMODB_CHANNEL_SHARDS", 4, minimum=1)
+# A staff member's hold on a handed-off session lapses after this long without a staff reply:
+# the session goes back to the "needs a human" queue (never silently back to the bot).
+HANDOFF_IDLE_MINUTES = env_int("HANDOFF_IDLE_MINUTES", 15, minimum=1)
 SESSION_TTL_DAYS = env_int("SESSION_TTL_DAYS", 365, minimum=1)
 
 DAX_ENDPOINTS = env_list("DAX_ENDPOINTS", [])

@@ -100,3 +100,33 @@ class RedisUnavailable(MangaAssistError):
 
     code = "redis_unavailable"
     http_status = 503
+
+
+class BotPaused(MangaAssistError):
+    """A staff member owns the session: the bot's (assistant) turns are refused until they hand
+    it back. ``details``: ``owner`` (display name) and ``since`` (ISO time)."""
+
+    code = "bot_paused"
+    http_status = 409
+
+
+class AlreadyOwned(MangaAssistError):
+    """Someone else took the session over first. ``details``: ``owner``."""
+
+    code = "already_owned"
+    http_status = 409
+
+
+class NotOwner(MangaAssistError):
+    """The action needs the session's owner (reply, hand back), and that is someone else or
+    nobody."""
+
+    code = "not_owner"
+    http_status = 409
+
+
+class NotHandedOff(MangaAssistError):
+    """Only a session the bot handed off (or that is already with a human) can be taken over."""
+
+    code = "not_handed_off"
+    http_status = 409

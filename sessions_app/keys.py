@@ -112,6 +112,22 @@ def status_pk(status: str, shard: int) -> str:
     return f"{STATUS_PREFIX}{status}#{shard}"
 
 
+WAITING_PREFIX = "WAIT#"
+OWNER_PREFIX = "OWNER#"
+
+
+def waiting_pk(shard: int) -> str:
+    """Partition of the sparse handoff_queue index: hand-offs nobody owns, write-sharded."""
+    return f"{WAITING_PREFIX}{shard}"
+
+
+def owner_pk(username: str) -> str:
+    """Partition of the sparse by_owner index: the sessions one staff member owns."""
+    if not username:
+        raise ValueError("owner must be a non-empty username")
+    return f"{OWNER_PREFIX}{username}"
+
+
 def due_pk(shard: int) -> str:
     """Partition of the sparse summary_due index (sharded like the other indexes)."""
     return f"{DUE_PREFIX}{shard}"

@@ -58,12 +58,29 @@ class TurnAppendIn(RequestBody):
     tokens_out: TokenCount | None = None
 
 
+class HandoffIn(RequestBody):
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"\S")] = Field(
+        description="Why the bot asks for a human (shown to staff in the queue).")
+    note: Annotated[str, StringConstraints(max_length=2000)] | None = Field(
+        None, description="Anything staff should know first.")
+
+
 class HeartbeatIn(RequestBody):
     connection_id: Id | None = None
 
 
 class ConnectionIn(RequestBody):
     session_id: Id
+
+
+class HandoffOut(BaseModel):
+    state: Literal["bot", "waiting", "human"] = Field(description=(
+        "bot: the bot answers. waiting: the bot asked for a human and nobody has taken over yet (tell the "
+        "customer someone is coming). human: a staff member has taken over: assistant turns answer 409 "
+        "bot_paused until they hand the session back."))
+    owner: str | None = Field(description="The staff member's display name (state human).")
+    since: str | None = Field(description="When the state began: the hand-off request (waiting) or the takeover (human).")
+    reason: str | None = Field(description="The reason the bot gave when it asked for a human.")
 
 
 class SessionOut(BaseModel):
@@ -78,6 +95,7 @@ class SessionOut(BaseModel):
     closed_at: str | None
     turn_count: int
     summary_through: int
+    handoff: HandoffOut
 
 
 class TurnOut(BaseModel):
@@ -90,6 +108,7 @@ class TurnOut(BaseModel):
     latency_ms: float | None
     tokens_in: int | None
     tokens_out: int | None
+    author: str | None = Field(None, description="A staff reply's author (role agent).")
 
 
 class SummaryOut(BaseModel):

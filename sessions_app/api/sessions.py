@@ -12,11 +12,12 @@ from ninja import Path, Query, Router, Status
 
 from ..selectors import context_load, session_dict, session_get, turn_dict
 from ..services import session_close, session_start, turn_append
+from ..services.handoff import handoff_request
 from ..services.presence import presence_record
 from .auth import READ, WRITE
 from .errors_openapi import errors
 from .params import query_strict
-from .schemas import ID_PATTERN, ContextOut, HeartbeatIn, PresenceOut, SessionOut, SessionStartIn, TurnAppendIn, TurnOut
+from .schemas import ID_PATTERN, ContextOut, HandoffIn, HeartbeatIn, PresenceOut, SessionOut, SessionStartIn, TurnAppendIn, TurnOut
 
 router = Router(tags=["sessions"])
 
@@ -50,7 +51,10 @@ def turn_append_view(request: HttpRequest, response: HttpResponse, payload: Turn
     could not be checked); 429 adds ``Retry-After``. 409: the session is closed
     (``session_closed``) or too busy (``session_locked``, ``write_conflict``) — retry those —
     or the ``client_msg_id`` is already stored for a turn with another text or role
-    (``client_msg_id_conflict``, field ``client_msg_id``: send the new message with a new id)."""
+    (``client_msg_id_conflict``, field ``client_msg_id``: send the new message with a new id), or
+    — for ``role: "assistant"`` — a staff member owns the session (``bot_paused``, with
+    ``details.owner`` and ``details.since``: stay silent until ``handoff.state`` is ``bot`` again;
+    user turns are still stored)."""
     result = turn_append(session_id=session_id, **payload.model_dump())
     for name, value in (result.rate.headers() if result.rate else {}).items():
         response[name] = value
@@ -77,6 +81,18 @@ def context_load_view(
     response = HttpResponse(loaded.payload, content_type="application/json")
     response["X-Context-Source"] = loaded.source
     return response
+
+
+@router.post("/sessions/{session_id}/handoff", auth=WRITE, response={200: SessionOut, **errors(400, 401, 403, 404, 409, 503)})
+@query_strict()
+def handoff_request_view(request: HttpRequest, payload: HandoffIn, session_id: str = SessionId):
+    """The bot asks for a human: the session becomes ``handed_off``, unowned, and waits in the
+    console's "needs a human" queue (``handoff.state`` = ``waiting``). Idempotent: asking again
+    while it waits or while staff own it answers 200 with the state unchanged. 409
+    ``session_closed``. While staff own the session, assistant turns answer 409 ``bot_paused``
+    (user turns are still stored); ``GET …/context`` carries ``handoff`` so the bot knows."""
+    meta, _changed = handoff_request(session_id=session_id, reason=payload.reason, note=payload.note)
+    return session_dict(meta)
 
 
 @router.post("/sessions/{session_id}/close", auth=WRITE, response={200: SessionOut, **errors(400, 401, 403, 404, 503)})

@@ -142,6 +142,29 @@ class SummaryDueIndex(GlobalSecondaryIndex):
     summary_due_sk = UnicodeAttribute(range_key=True, attr_name="GSI4SK")
 
 
+class HandoffQueueIndex(GlobalSecondaryIndex):
+    """Sparse: handed-off sessions nobody owns — the "needs a human" queue, oldest first. Set
+    when the bot asks for a human (or an owner's hold lapses), removed on takeover or hand-back."""
+
+    class Meta:
+        index_name = "handoff_queue"
+        projection = IncludeProjection(_PROJECTED)
+
+    gsi6pk = UnicodeAttribute(hash_key=True, attr_name="GSI6PK")
+    gsi6sk = UnicodeAttribute(range_key=True, attr_name="GSI6SK")
+
+
+class ByOwnerIndex(GlobalSecondaryIndex):
+    """Sparse: the sessions each staff member owns now (the console's "mine")."""
+
+    class Meta:
+        index_name = "by_owner"
+        projection = IncludeProjection(_PROJECTED)
+
+    gsi7pk = UnicodeAttribute(hash_key=True, attr_name="GSI7PK")
+    gsi7sk = UnicodeAttribute(range_key=True, attr_name="GSI7SK")
+
+
 class ChatItem(Model):
     """Base of every item in the table; ``type`` tells them apart."""
 
@@ -223,12 +246,27 @@ class SessionMeta(ChatItem, discriminator="session"):
     # summary_due index: DUE#<shard> / time the unsummarised stretch began (see SummaryDueIndex).
     summary_due_pk = UnicodeAttribute(null=True, attr_name="GSI4PK")
     summary_due_sk = UnicodeAttribute(null=True, attr_name="GSI4SK")
+    # Hand-off to a human (services.handoff). ``owner`` is the guard of the bot's appends: an
+    # assistant turn is written only while it is absent (the append transaction's condition).
+    handoff_reason = UnicodeAttribute(null=True)
+    handoff_note = UnicodeAttribute(null=True)
+    handoff_at = UTCDateTimeAttribute(null=True)  # when the bot asked for a human
+    owner = UnicodeAttribute(null=True)  # the staff member's username
+    owner_name = UnicodeAttribute(null=True)  # shown to the customer and in the console
+    owner_since = UTCDateTimeAttribute(null=True)
+    owner_active_at = UTCDateTimeAttribute(null=True)  # take-over or last staff reply: the idle clock
+    gsi6pk = UnicodeAttribute(null=True, attr_name="GSI6PK")
+    gsi6sk = UnicodeAttribute(null=True, attr_name="GSI6SK")
+    gsi7pk = UnicodeAttribute(null=True, attr_name="GSI7PK")
+    gsi7sk = UnicodeAttribute(null=True, attr_name="GSI7SK")
 
     by_customer = ByCustomerIndex()
     by_day = ByDayIndex()
     by_channel = ByChannelIndex()
     by_status = ByStatusIndex()
     summary_due = SummaryDueIndex()
+    handoff_queue = HandoffQueueIndex()
+    by_owner = ByOwnerIndex()
 
 
 class Turn(ChatItem, discriminator="turn"):
@@ -241,6 +279,12 @@ class Turn(ChatItem, discriminator="turn"):
     latency_ms = NumberAttribute(null=True)
     tokens_in = NumberAttribute(null=True)
     tokens_out = NumberAttribute(null=True)
+    # Staff replies (role "agent"): who wrote it, and its delivery to the bot runtime's webhook.
+    author = UnicodeAttribute(null=True)
+    delivery_state = UnicodeAttribute(null=True)  # pending, delivered, failed
+    delivery_attempts = NumberAttribute(null=True)
+    delivery_error = UnicodeAttribute(null=True)
+    delivered_at = UTCDateTimeAttribute(null=True)
 
 
 class Summary(ChatItem, discriminator="summary"):

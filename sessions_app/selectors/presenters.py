@@ -6,6 +6,7 @@ import json
 from datetime import datetime
 
 from ..models import SessionMeta, Summary, Turn
+from .handoff import handoff_state
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -25,6 +26,7 @@ def session_dict(meta: SessionMeta) -> dict:
         "closed_at": _iso(meta.closed_at),
         "turn_count": int(meta.turn_count or 0),
         "summary_through": int(meta.summary_through or 0),
+        "handoff": handoff_state(meta),
     }
 
 
@@ -39,6 +41,8 @@ def turn_dict(turn: Turn) -> dict:
         "latency_ms": turn.latency_ms,
         "tokens_in": int(turn.tokens_in) if turn.tokens_in is not None else None,
         "tokens_out": int(turn.tokens_out) if turn.tokens_out is not None else None,
+        # A staff reply's author (role "agent"); None for the bot's and the customer's turns.
+        "author": turn.author,
     }
 
 

@@ -1,7 +1,7 @@
 """Writes. Each function is keyword-only, validates its input, and states its contract."""
 
 from .backfill import BACKFILLED_INDEXES, BackfillReport, session_keys_backfill
-from .sessions import CHANNELS, LOCALES, session_close, session_hand_off, session_start
+from .sessions import CHANNELS, LOCALES, session_close, session_start
 from .table import TableReport, table_delete, table_ensure
 from .turns import ROLES, AppendResult, turn_append, turn_validate, turn_write
 
@@ -15,7 +15,6 @@ __all__ = [
     "AppendResult",
     "TableReport",
     "session_close",
-    "session_hand_off",
     "session_start",
     "table_delete",
     "table_ensure",

@@ -112,11 +112,6 @@ def session_close(*, session_id: str, final_summary: bool = True) -> tuple[Sessi
     return meta, changed
 
 
-def session_hand_off(*, session_id: str) -> tuple[SessionMeta, bool]:
-    """Mark an active session as handed off to a human agent."""
-    return _session_set_status(session_id=session_id, status=SessionStatus.HANDED_OFF)
-
-
 def _session_set_status(*, session_id: str, status: str) -> tuple[SessionMeta, bool]:
     meta = session_get(session_id=session_id, consistent=True)
     if meta.status == status:
@@ -127,7 +122,10 @@ def _session_set_status(*, session_id: str, status: str) -> tuple[SessionMeta, b
     fields = _session_key_fields(session_id=session_id, customer_id=meta.customer_id, channel=meta.channel,
                                  started_at=meta.started_at, status=status)
     if fields["gsi3pk"] is None:
-        actions += [SessionMeta.gsi3pk.remove(), SessionMeta.gsi3sk.remove(), SessionMeta.closed_at.set(utcnow())]
+        actions += [SessionMeta.gsi3pk.remove(), SessionMeta.gsi3sk.remove(), SessionMeta.closed_at.set(utcnow()),
+                    # A closed session is nobody's and waits for nobody (out of both hand-off indexes).
+                    SessionMeta.gsi6pk.remove(), SessionMeta.gsi6sk.remove(), SessionMeta.gsi7pk.remove(),
+                    SessionMeta.gsi7sk.remove(), SessionMeta.owner.remove()]
     else:
         actions += [SessionMeta.gsi3pk.set(fields["gsi3pk"]), SessionMeta.gsi3sk.set(fields["gsi3sk"])]
     try:

@@ -16,7 +16,7 @@ from pynamodb.transactions import TransactWrite
 
 from .. import dynamo, keys
 from ..realtime import RateDecision, context_cache_hint_raise, context_cache_turn_written, rate_limit_hit, session_write_lock
-from ..exceptions import ClientMsgIdConflict, ConflictRetryExhausted, InvalidInput, SessionClosed
+from ..exceptions import BotPaused, ClientMsgIdConflict, ConflictRetryExhausted, InvalidInput, NotOwner, SessionClosed
 from ..models import ClientMessageMarker, SessionMeta, SessionStatus, Turn, app_write_mark
 from ..selectors.sessions import session_get
 from ..clock import utcnow
@@ -25,7 +25,10 @@ from .summaries import summary_request
 
 log = logging.getLogger(__name__)
 
-ROLES = ("user", "assistant", "system")
+ROLES = ("user", "assistant", "system")  # what the bot runtime may send
+BOT_ROLE = "assistant"  # refused while a staff member owns the session (409 bot_paused)
+STAFF_ROLE = "agent"  # a staff member's reply (services.handoff.staff_reply), never sent by the bot
+MAX_AUTHOR_CHARS = 150
 MAX_ATTEMPTS = 64
 MAX_TOKENS = 1_000_000_000
 MAX_LATENCY_MS = 86_400_000  # a day
@@ -39,8 +42,12 @@ class AppendResult:
     rate: RateDecision | None = None  # the customer's rate-limit window after this append
 
 
-def turn_validate(*, role: str, text: str, client_msg_id: str, model, latency_ms, tokens_in, tokens_out) -> None:
-    if role not in ROLES:
+def turn_validate(*, role: str, text: str, client_msg_id: str, model, latency_ms, tokens_in, tokens_out,
+                  author: str | None = None) -> None:
+    if role == STAFF_ROLE:
+        if not isinstance(author, str) or not 0 < len(author) <= MAX_AUTHOR_CHARS:
+            raise InvalidInput(f"a staff reply needs its author (1-{MAX_AUTHOR_CHARS} characters)", field="author")
+    elif role not in ROLES:
         raise InvalidInput(f"role must be one of {', '.join(ROLES)}", field="role")
     if not isinstance(text, str) or not text.strip():
         raise InvalidInput("text must be a non-empty string", field="text")
@@ -96,6 +103,8 @@ def turn_write(
     tokens_in: int | None = None,
     tokens_out: int | None = None,
     meta: SessionMeta | None = None,
+    author: str | None = None,
+    as_owner: str | None = None,
 ) -> AppendResult:
     """Store one turn with the next sequence number, exactly once.
 
@@ -116,12 +125,19 @@ def turn_write(
     call's attempts by its ``seq`` and ``created_at`` (taken per attempt, to the microsecond):
     then the result is ``created=True``, as if the answer had arrived.
 
+    Ownership is part of the same condition: an ``assistant`` turn is written only while nobody
+    owns the session (else ``BotPaused``), and a staff reply (role ``agent``, with ``author``) only
+    while ``as_owner`` does (else ``NotOwner``) — so a bot reply racing a takeover lands before it
+    or is refused, never after it.
+
     Does no Redis work: :func:`sessions_app.services.turn_append` wraps it with the rate limit,
     the session lock and cache invalidation.
     """
     validate_id(session_id, field="session_id")
     turn_validate(role=role, text=text, client_msg_id=client_msg_id, model=model, latency_ms=latency_ms,
-              tokens_in=tokens_in, tokens_out=tokens_out)
+                  tokens_in=tokens_in, tokens_out=tokens_out, author=author)
+    if role == STAFF_ROLE and not as_owner:
+        raise InvalidInput("a staff reply is written as the session's owner", field="as_owner")
     pk = keys.session_pk(session_id)
     meta = meta or session_get(session_id=session_id, consistent=True)
     attempts: set[tuple[int, datetime]] = set()  # (seq, created_at) of every turn this call tried to write
@@ -137,6 +153,17 @@ def turn_write(
             if (result := stored_result()) is not None:
                 return result
             raise SessionClosed(f"session {session_id} is closed", field="session_id")
+        if role == BOT_ROLE and meta.owner:
+            if (result := stored_result()) is not None:
+                return result
+            raise BotPaused(f"{meta.owner_name or meta.owner} has taken this session over: the bot is paused until "
+                            "they hand it back", field="session_id", owner=meta.owner_name or meta.owner,
+                            since=keys.ts_str(meta.owner_since) if meta.owner_since else "")
+        if role == STAFF_ROLE and meta.owner != as_owner:
+            if (result := stored_result()) is not None:
+                return result
+            raise NotOwner("only the session's owner can reply; take it over first", field="session_id",
+                           owner=meta.owner_name or meta.owner or "")
         expected = int(meta.turn_count)
         seq = expected + 1
         now = utcnow()
@@ -147,7 +174,15 @@ def turn_write(
             model=model, latency_ms=round(latency_ms, 3) if latency_ms is not None else None,
             tokens_in=tokens_in, tokens_out=tokens_out,
             expires_at=meta.expires_at or now + timedelta(days=settings.SESSION_TTL_DAYS),
+            **({"author": author, "delivery_state": "pending", "delivery_attempts": 0} if role == STAFF_ROLE else {}),
         )
+        condition = (SessionMeta.turn_count == expected) & (SessionMeta.status != SessionStatus.CLOSED)
+        owner_actions = []
+        if role == BOT_ROLE:
+            condition &= SessionMeta.owner.does_not_exist()
+        elif role == STAFF_ROLE:
+            condition &= SessionMeta.owner == as_owner
+            owner_actions = [SessionMeta.owner_active_at.set(now)]  # the owner's idle clock restarts
         marker = ClientMessageMarker(pk, keys.client_msg_sk(client_msg_id), seq=seq, expires_at=turn.expires_at)
         attempts.add((seq, now))
         try:
@@ -164,8 +199,9 @@ def turn_write(
                         SessionMeta.summary_due_pk.set(SessionMeta.summary_due_pk | keys.summary_due_pk(session_id, settings.SUMMARY_DUE_SHARDS)),
                         SessionMeta.summary_due_sk.set(SessionMeta.summary_due_sk | keys.ts_str(now)),
                         app_write_mark(),
+                        *owner_actions,
                     ],
-                    condition=(SessionMeta.turn_count == expected) & (SessionMeta.status != SessionStatus.CLOSED),
+                    condition=condition,
                 )
         except TransactWriteError as exc:
             # A lost race is retried, and so is an attempt DynamoDB already saw through DAX;
@@ -194,6 +230,8 @@ def turn_append(
     latency_ms: float | None = None,
     tokens_in: int | None = None,
     tokens_out: int | None = None,
+    author: str | None = None,
+    as_owner: str | None = None,
 ) -> AppendResult:
     """The API's append: validate → per-session lock → META (consistent) → the customer's rate
     limit → :func:`turn_write` → raise the context-cache hint and drop cached contexts → enqueue
@@ -208,21 +246,24 @@ def turn_append(
     """
     validate_id(session_id, field="session_id")
     fields = dict(role=role, text=text, client_msg_id=client_msg_id, model=model, latency_ms=latency_ms,
-                  tokens_in=tokens_in, tokens_out=tokens_out)
+                  tokens_in=tokens_in, tokens_out=tokens_out, author=author)
     turn_validate(**fields)  # before taking the lock or spending the customer's rate budget
     # The lock comes first so the META we read inside it is the one we write against: reading
     # before waiting for a busy lock would make the first transaction lose by construction.
     with session_write_lock(session_id=session_id):
         meta = session_get(session_id=session_id, consistent=True)
         decision = None
-        if meta.status != SessionStatus.CLOSED:
+        # The customer's budget is spent on what the customer's conversation produces: not on a
+        # staff reply, nor on a bot reply that will be refused because staff own the session.
+        paused = role == BOT_ROLE and meta.owner
+        if meta.status != SessionStatus.CLOSED and role != STAFF_ROLE and not paused:
             decision = rate_limit_hit(customer_id=meta.customer_id)
             if not decision.allowed:
                 stored = _stored_turn_for(session_id, client_msg_id, role=role, text=text)
                 if stored is not None:
                     return AppendResult(turn=stored, created=False, meta=meta, rate=decision)
                 decision.raise_if_denied()
-        result = turn_write(session_id=session_id, meta=meta, **fields)
+        result = turn_write(session_id=session_id, meta=meta, as_owner=as_owner, **fields)
     if result.created:
         context_cache_turn_written(session_id=session_id, seq=int(result.turn.seq))
         # After the write returned (DynamoDB has it); summary_request never raises.
