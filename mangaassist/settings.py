@@ -146,13 +146,19 @@ SECURE_REFERRER_POLICY = "same-origin"
 # the templates; the browser tests fail on any violation Chromium reports). The overview's chart
 # data is a json_script data block, which CSP does not treat as script. data: images: the API
 # docs' stylesheet (Swagger UI) uses a few.
+# Server-Sent Events (live updates of the console) are served by a separate ASGI process, so that
+# long-lived connections never hold the sync gunicorn workers that serve the API. In production a
+# load-balancer path rule sends /events/ to it (same origin: leave SSE_ORIGIN empty); `make run`
+# runs it on its own port, a cross-origin URL the console's pages name in SSE_ORIGIN.
+SSE_ORIGIN = env_str("SSE_ORIGIN", "").rstrip("/")
+SSE_KEEPALIVE_SECONDS = env_float("SSE_KEEPALIVE_SECONDS", 15.0, minimum=1.0)
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [SELF],
         "script-src": [SELF],
         "style-src": [SELF],
         "img-src": [SELF, "data:"],
-        "connect-src": [SELF],
+        "connect-src": [SELF, *([SSE_ORIGIN] if SSE_ORIGIN else [])],
         "font-src": [SELF],
         "object-src": [NONE],
         "base-uri": [NONE],
@@ -324,10 +330,22 @@ BEDROCK_MODEL_ID = env_str("BEDROCK_MODEL_ID", "anthropic.claude-3-haiku-2024030
 BEDROCK_REGION = env_str("BEDROCK_REGION", AWS_REGION)
 BEDROCK_MAX_TOKENS = env_int("BEDROCK_MAX_TOKENS", 600, minimum=16)
 BEDROCK_READ_TIMEOUT = env_float("BEDROCK_READ_TIMEOUT", 60.0, minimum=1.0)
+# Staff replies reach the customer through the bot runtime, which owns their WebSocket: an outbound
+# webhook (services.webhooks), HMAC-SHA256-signed with BOT_WEBHOOK_SECRET, retried with backoff
+# until acknowledged (2xx). Unset URL: replies are stored and shown, delivery is "not configured".
+BOT_WEBHOOK_URL = env_optional("BOT_WEBHOOK_URL")
+BOT_WEBHOOK_SECRET = env_str("BOT_WEBHOOK_SECRET", "")
+BOT_WEBHOOK_TIMEOUT = env_float("BOT_WEBHOOK_TIMEOUT", 5.0, minimum=0.1)
+BOT_WEBHOOK_MAX_ATTEMPTS = env_int("BOT_WEBHOOK_MAX_ATTEMPTS", 8, minimum=1)
+BOT_WEBHOOK_BACKOFF_SECONDS = env_float("BOT_WEBHOOK_BACKOFF_SECONDS", 2.0, minimum=0.01)
+HANDOFF_SWEEP_SECONDS = env_int("HANDOFF_SWEEP_SECONDS", 60, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     # expires: with no worker running, beat must not pile up sweeps that would all run at once later.
     "summary-sweep": {"task": "sessions_app.summary_sweep", "schedule": float(SUMMARY_SWEEP_SECONDS),
                       "options": {"expires": float(SUMMARY_SWEEP_SECONDS)}},
+    # Holds idle for HANDOFF_IDLE_MINUTES go back to the "needs a human" queue.
+    "handoff-lapse-sweep": {"task": "sessions_app.handoff_lapse_sweep", "schedule": float(HANDOFF_SWEEP_SECONDS),
+                            "options": {"expires": float(HANDOFF_SWEEP_SECONDS)}},
 }
 
 # --- Logging ------------------------------------------------------------------------------------

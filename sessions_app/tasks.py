@@ -16,7 +16,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from .exceptions import SessionNotFound, StoreUnavailable
-from .services import summaries
+from .services import handoff, summaries
 from .summarizers import SummarizerUnavailable
 
 log = logging.getLogger(__name__)
@@ -89,3 +89,22 @@ def summary_sweep() -> dict:
                  len(report.requested), len(report.pending), len(report.cleared), len(report.not_queued))
     return {"requested": len(report.requested), "pending": len(report.pending), "cleared": len(report.cleared),
             "not_queued": len(report.not_queued)}
+
+
+@shared_task(
+    name="sessions_app.handoff_lapse_sweep",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(StoreUnavailable,),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=3,
+    soft_time_limit=120,
+    time_limit=150,
+)
+def handoff_lapse_sweep() -> dict:
+    """Beat: staff holds idle for HANDOFF_IDLE_MINUTES go back to the "needs a human" queue."""
+    lapsed = handoff.handoff_lapse_idle()
+    if lapsed:
+        log.info("hand-off sweep: %d idle holds returned to the queue", lapsed)
+    return {"lapsed": lapsed}

@@ -23,6 +23,7 @@ from ..realtime import context_cache_invalidate
 from ..selectors.handoff import sessions_owned
 from ..selectors.sessions import session_get
 from .turns import STAFF_ROLE, AppendResult, turn_append
+from .webhooks import webhook_delivery_request
 
 MAX_REASON_CHARS = 200
 MAX_NOTE_CHARS = 2000
@@ -156,5 +157,7 @@ def staff_reply(*, session_id: str, username: str, display_name: str, text: str)
     """A staff member's reply: a turn with role ``agent`` and their display name, written only
     while they own the session (``NotOwner`` otherwise), length-checked like any turn. Delivery
     to the bot runtime is the webhook's job (its state starts ``pending`` on the turn)."""
-    return turn_append(session_id=session_id, role=STAFF_ROLE, text=text, client_msg_id=f"staff-{uuid.uuid4().hex}",
-                       author=display_name, as_owner=username)
+    result = turn_append(session_id=session_id, role=STAFF_ROLE, text=text, client_msg_id=f"staff-{uuid.uuid4().hex}",
+                         author=display_name, as_owner=username)
+    webhook_delivery_request(session_id=session_id, seq=int(result.turn.seq))
+    return result
