@@ -40,6 +40,8 @@ SESSION, TURN, SUMMARY = "session", "turn", "summary"
 # Event kinds, as subscribers see them.
 STARTED, TURN_ADDED, CLOSED, HANDED_OFF, SUMMARISED, DELETED, EXPIRED = (
     "started", "turn", "closed", "handed_off", "summarised", "deleted", "expired")
+# The live-operations kinds: a staff member took the session over, or gave it back to the bot.
+TAKEN_OVER, HANDED_BACK = "taken_over", "handed_back"
 
 
 def _dax_stale_seconds() -> float:
@@ -100,10 +102,18 @@ def change_event(change: Change) -> dict | None:
             kind = EXPIRED if change.origin == ORIGIN_TTL else DELETED
         else:
             before, after = _status_change(change)
+            owner_before, owner_after = (change.old or {}).get("owner"), (change.new or {}).get("owner")
             if before != after and after == SessionStatus.CLOSED:
                 kind = CLOSED
             elif before != after and after == SessionStatus.HANDED_OFF:
                 kind = HANDED_OFF
+            elif before == SessionStatus.HANDED_OFF and after == SessionStatus.ACTIVE:
+                kind = HANDED_BACK
+            elif owner_after and owner_after != owner_before:
+                kind = TAKEN_OVER
+                extra = {"owner": change.new.get("owner_name") or owner_after}
+            elif owner_before and not owner_after:
+                kind = HANDED_OFF  # the owner's hold lapsed: back in the queue
     elif change.kind == "INSERT" and change.item_type == TURN:
         kind, seq = TURN_ADDED, image.get("seq")
         extra = {"role": image.get("role")}

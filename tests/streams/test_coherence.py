@@ -130,3 +130,16 @@ def test_a_ttl_removal_drops_cached_context_presence_and_connections_and_counts_
     assert connection_get(connection_id="conn-9") is None and connections_for_session(session_id=session_id) == []
     assert fleet_summary(minutes=5).total("expired") == 1
     assert [e["kind"] for e in activity_recent(limit=5)].count("expired") == 1
+
+
+def test_hand_off_transitions_are_published_as_live_events(stream, redis_client):
+    from sessions_app.services.handoff import handoff_release, handoff_request, handoff_take
+
+    session_id = _session_with_turns(1)
+    handoff_request(session_id=session_id, reason="needs a person")
+    handoff_take(session_id=session_id, username="aiko", display_name="Aiko")
+    handoff_release(session_id=session_id, username="aiko")
+    drain(make_consumer(stream))
+    events = list(reversed(activity_recent(limit=10)))
+    assert [e["kind"] for e in events] == ["started", "turn", "handed_off", "taken_over", "handed_back"]
+    assert events[3]["owner"] == "Aiko"
