@@ -15,6 +15,7 @@ from sessions_app.services.presence import connection_bind, presence_record
 from sessions_app.services.privacy import privacy_delete_execute
 from sessions_app.services.summaries import summary_request
 from tests.builders import make_session
+from tests.fixtures.celery_workers import wait_for
 from tests.fixtures.read_paths import ddb  # noqa: F401  (each test runs direct and through DAX)
 
 
@@ -79,7 +80,9 @@ def test_a_summary_queued_before_the_delete_writes_nothing(ddb, broker, request,
     task_id = summary_request(session_id=meta.session_id, reason="every_n_turns")
     assert task_id is not None  # queued on the broker; no worker is running yet
     _erase(meta.session_id)
-    worker = request.getfixturevalue("worker")
-    worker.wait_idle()
+    request.getfixturevalue("worker")
+    # Wait for the task's own return, not for "idle": between the worker popping the message
+    # and reserving it, the broker's queue and unacked set are both empty (seen on a loaded box).
+    wait_for(lambda: task_returns.of(task_id), what="the queued summary task to run")
     assert task_returns.of(task_id) == [{"status": "missing", "session_id": meta.session_id}]
     assert list(ChatItem.query(keys.session_pk(meta.session_id), consistent_read=True)) == []
