@@ -80,6 +80,14 @@ def _follow_ups(rng: random.Random, title: str, volumes: int, *, japanese: bool 
     return extra
 
 
+HANDOFF_REASONS = (
+    "the customer asked for a person",
+    "damaged copy: refund requested",
+    "限定版の予約について担当者と話したい",
+    "payment failed twice",
+)
+
+
 def demo_sessions(*, count: int, now: datetime, seed: int = 2026) -> list[SessionSpec]:
     rng = random.Random(seed)
     sessions = []
@@ -93,6 +101,7 @@ def demo_sessions(*, count: int, now: datetime, seed: int = 2026) -> list[Sessio
             channel=rng.choice(["web", "web", "app", "app", "line"]),
             locale="ja" if japanese else "en",
             status=rng.choices(["active", "handed_off", "closed"], weights=[3, 1, 6])[0],
+            handoff_reason=rng.choice(HANDOFF_REASONS),
             started_at=started,
             turns=turns,
             tags=rng.sample(["gift", "preorder", "shipping", "recommendation", "damaged", "prime"], k=rng.randint(0, 2)),

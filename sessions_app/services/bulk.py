@@ -46,6 +46,7 @@ class SessionSpec:
     tags: list[str] = field(default_factory=list)
     session_id: str | None = None
     seconds_between_turns: int = 30
+    handoff_reason: str = "the customer asked for a person"  # for status handed_off: waits in the queue
 
 
 def _items_for(spec: SessionSpec) -> tuple[list[ChatItem], SessionMeta]:
@@ -69,6 +70,11 @@ def _items_for(spec: SessionSpec) -> tuple[list[ChatItem], SessionMeta]:
         **_session_key_fields(session_id=session_id, customer_id=spec.customer_id, channel=spec.channel,
                                started_at=spec.started_at, status=spec.status),
     )
+    if spec.status == SessionStatus.HANDED_OFF:
+        # Handed off and unowned, as after the bot's request: in the "needs a human" queue.
+        meta.handoff_reason, meta.handoff_at = spec.handoff_reason, moment
+        meta.gsi6pk = keys.waiting_pk(keys.shard_of(session_id, settings.DYNAMODB_STATUS_SHARDS))
+        meta.gsi6sk = keys.started_sk(moment, session_id)
     if spec.turns:
         # Unsummarised since its first turn: the summary sweep will find it (as after live appends).
         meta.summary_due_pk = keys.summary_due_pk(session_id, settings.SUMMARY_DUE_SHARDS)

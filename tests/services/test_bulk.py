@@ -245,3 +245,15 @@ def test_progress_grows_from_the_callers_thread_while_specs_are_read_lazily(ddb)
 
 def _pool_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("sessions-bulk-load")]
+
+
+def test_bulk_loaded_hand_offs_wait_in_the_queue(ddb):
+    from sessions_app.selectors.handoff import handoff_queue, handoff_state
+
+    specs = [SessionSpec(customer_id="c1", channel="web", started_at=at("2026-11-20", 60 * i), turns=[("user", "hi")],
+                         status="handed_off", handoff_reason=f"reason {i}") for i in range(3)]
+    specs.append(SessionSpec(customer_id="c2", channel="web", started_at=at("2026-11-20", 500), turns=[("user", "x")]))
+    sessions_bulk_load(specs=specs, threads=2)
+    queue = handoff_queue()
+    assert [handoff_state(m)["reason"] for m in queue] == ["reason 0", "reason 1", "reason 2"]  # oldest first
+    assert all(handoff_state(m)["state"] == "waiting" for m in queue)
