@@ -2,13 +2,14 @@
 
 DynamoDB Local (data kept under the local dir), Redis (reused if one answers at REDIS_URL), the
 local DAX node in front of DynamoDB Local, the change-feed consumer (``manage.py stream_consume``,
-unless DYNAMODB_STREAM is off), a Celery worker and beat, and gunicorn serving Django.
+unless DYNAMODB_STREAM is off), a Celery worker and beat, the live-updates (SSE) server (uvicorn on
+SSE_PORT, PORT+2 by default) and gunicorn serving Django.
 Migrations, the DynamoDB table (and its stream), a staff superuser and demo data are set up on the way.
 
 A child that crashes is restarted with backoff (devtools.supervisor) while the rest keeps serving
 — the product works without Redis or DAX for the seconds they are away. Only Ctrl-C or SIGTERM
 stops everything. Everything runs on the ports and in the directory the environment names
-(PORT, DYNAMODB_ENDPOINT, REDIS_URL, DAX_PORT, DAX_STATS_PORT, MANGAASSIST_LOCAL_DIR), so a second
+(PORT, SSE_PORT, DYNAMODB_ENDPOINT, REDIS_URL, DAX_PORT, DAX_STATS_PORT, MANGAASSIST_LOCAL_DIR), so a second
 stack (the tests start one) never touches the first.
 """
 
@@ -45,6 +46,13 @@ def _env() -> dict[str, str]:
     env.setdefault("DAX_PORT", "8111")
     env.setdefault("DAX_STATS_PORT", str(int(env["DAX_PORT"]) + 1))
     env.setdefault("PORT", "8000")
+    # The live-updates (SSE) server: its own process on its own port (sessions_app/live). The
+    # console's pages connect to it cross-origin (SSE_ORIGIN, in the Django process's settings and
+    # its CSP), with the session cookie (cookies are per host, not per port: open the console on
+    # the host SSE_ORIGIN names); it lets the console's origins in (SSE_CONSOLE_ORIGINS, CORS).
+    env.setdefault("SSE_PORT", str(int(env["PORT"]) + 2))
+    env.setdefault("SSE_ORIGIN", f"http://127.0.0.1:{env['SSE_PORT']}")
+    env.setdefault("SSE_CONSOLE_ORIGINS", f"http://127.0.0.1:{env['PORT']},http://localhost:{env['PORT']}")
     # With no DAX_ENDPOINTS given, `make run` starts the local DAX node and reads through it.
     env["_START_DAX_NODE"] = "1" if "DAX_ENDPOINTS" not in env else ""
     if "DAX_ENDPOINTS" not in env:
@@ -222,6 +230,17 @@ def main() -> int:
                           "--schedule", str(local / "celerybeat-schedule")],
             logs / "celery-beat.log", cwd=ROOT, env=env)))
 
+        sse_port = env["SSE_PORT"]
+        _say(f"starting the live-updates (SSE) server on http://127.0.0.1:{sse_port}/events/")
+        # uvicorn, not a gunicorn worker: an open stream lasts as long as a page is open. SIGTERM
+        # from stop_all: open streams get 3 s to end (browsers reconnect to the next server).
+        supervisor.start(Child("SSE server", partial(
+            procs.spawn, [PY, "-m", "uvicorn", "mangaassist.asgi_events:application", "--host", "127.0.0.1",
+                          "--port", sse_port, "--lifespan", "on", "--timeout-graceful-shutdown", "3",
+                          "--no-access-log"],
+            logs / "sse.log", cwd=ROOT, env=env),
+            lambda proc: _wait_http(f"http://127.0.0.1:{sse_port}/events/health", timeout=60, proc=proc)))
+
         port = env["PORT"]
         _say(f"starting gunicorn on http://127.0.0.1:{port}")
         supervisor.start(Child("gunicorn", partial(
@@ -230,7 +249,8 @@ def main() -> int:
             logs / "gunicorn.log", cwd=ROOT, env=env),
             lambda proc: _wait_http(f"http://127.0.0.1:{port}/accounts/login/", timeout=60, proc=proc)))
         _say(f"ready in {time.monotonic() - started_at:.1f}s — console: http://127.0.0.1:{port}/  "
-             f"admin: http://127.0.0.1:{port}/admin/  API: http://127.0.0.1:{port}/api/v1/docs")
+             f"admin: http://127.0.0.1:{port}/admin/  API: http://127.0.0.1:{port}/api/v1/docs  "
+             f"live updates: {env['SSE_ORIGIN'] or 'same origin'}/events/")
         _say(f"logs in {_shown(logs)}/ — a crashed process is restarted; Ctrl-C stops everything started here")
         supervisor.run_forever()
     except KeyboardInterrupt:

@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     # entry points: console views, API handlers, admin, tasks, management commands
     ("dashboard", "sessions_app.api", "sessions_app.admin", "sessions_app.tasks",
      "sessions_app.management", "sessions_app.demo", "sessions_app.access", "sessions_app.downloads", "sessions_app.apps",
-     "sessions_app.migrations", "sessions_app.aws_lambda"),
+     "sessions_app.migrations", "sessions_app.aws_lambda", "sessions_app.live"),
     # writes
     ("sessions_app.services",),
     # reads
