@@ -16,7 +16,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from .exceptions import SessionNotFound, StoreUnavailable
-from .services import handoff, summaries
+from .services import handoff, summaries, webhooks
 from .summarizers import SummarizerUnavailable
 
 log = logging.getLogger(__name__)
@@ -108,3 +108,29 @@ def handoff_lapse_sweep() -> dict:
     if lapsed:
         log.info("hand-off sweep: %d idle holds returned to the queue", lapsed)
     return {"lapsed": lapsed}
+
+
+@shared_task(
+    bind=True,
+    name=webhooks.TASK_NAME,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    # Attempts are counted on the turn (delivery_attempts against BOT_WEBHOOK_MAX_ATTEMPTS, read
+    # when each attempt runs), not by Celery: every retry below passes max_retries=None.
+    max_retries=None,
+    soft_time_limit=60,
+    time_limit=90,
+)
+def webhook_deliver(self, session_id: str, seq: int) -> dict:
+    """Deliver one staff reply to the bot webhook (see services.webhooks.webhook_deliver): one
+    attempt per run; a failed attempt with attempts left is retried after its backoff."""
+    try:
+        outcome = webhooks.webhook_deliver(session_id=session_id, seq=seq)
+    except StoreUnavailable as exc:
+        # The table is away: not an attempt (nothing was sent, or the result is re-read next run).
+        delay = webhooks.backoff_seconds(min(self.request.retries + 1, 6), base=1.0)
+        log.warning("webhook delivery of %s turn %s: the store is unavailable, again in %.1f s", session_id, seq, delay)
+        raise self.retry(exc=exc, countdown=delay, max_retries=None)
+    if outcome.retry_in is not None:
+        raise self.retry(countdown=outcome.retry_in, max_retries=None)
+    return {"status": outcome.status, "session_id": session_id, "seq": int(seq), "attempt": outcome.attempt}
