@@ -33,9 +33,13 @@ from .presence import (
 )
 from .privacy import realtime_forget_session, realtime_keys_for_session, realtime_session_gone
 from .ratelimit import RateDecision, RateMinute, rate_limit_hit, rate_limit_peek, rate_limit_stats
+from .staff_presence import StaffViewer, staff_viewing, staff_viewing_ping
 from .stream_progress import StreamProgress, stream_error_record, stream_progress, stream_progress_record
 
 __all__ = [
+    "StaffViewer",
+    "staff_viewing",
+    "staff_viewing_ping",
     "FleetCount",
     "FleetMinute",
     "StreamProgress",

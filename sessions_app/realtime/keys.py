@@ -194,3 +194,15 @@ STREAM_LAG_SAMPLES = 2000
 def stream_error_key() -> str:
     """The consumers' last error (JSON: when, which consumer and shard, what)."""
     return "stream:last-error"
+
+
+# --- staff presence ------------------------------------------------------------------------------
+def staff_viewing_key(*, session_id: str) -> str:
+    """Sorted set of the staff members looking at a session (member: username, score: Redis TIME
+    of their page's last ping, ms)."""
+    return f"staff:viewing:{_require(session_id, 'session_id')}"
+
+
+def staff_viewing_ttl_seconds() -> int:
+    """A staff member is shown as viewing for this long after their page's last ping."""
+    return 60

@@ -25,6 +25,7 @@ SESSION_KEY_BUILDERS = (
     keys.presence_session_key,
     keys.session_connections_key,
     keys.fleet_seen_key,
+    keys.staff_viewing_key,
 )
 # Keys named by the customer id: the rate window spans all of the customer's sessions, so only
 # forgetting the customer (not one of their sessions) removes it.
