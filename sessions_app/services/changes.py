@@ -42,6 +42,7 @@ STARTED, TURN_ADDED, CLOSED, HANDED_OFF, SUMMARISED, DELETED, EXPIRED = (
     "started", "turn", "closed", "handed_off", "summarised", "deleted", "expired")
 # The live-operations kinds: a staff member took the session over, or gave it back to the bot.
 TAKEN_OVER, HANDED_BACK = "taken_over", "handed_back"
+DELIVERY = "delivery"  # a staff reply's delivery to the bot runtime changed state
 
 
 def _dax_stale_seconds() -> float:
@@ -117,6 +118,10 @@ def change_event(change: Change) -> dict | None:
     elif change.kind == "INSERT" and change.item_type == TURN:
         kind, seq = TURN_ADDED, image.get("seq")
         extra = {"role": image.get("role")}
+    elif change.kind == "MODIFY" and change.item_type == TURN and \
+            (change.old or {}).get("delivery_state") != image.get("delivery_state"):
+        kind, seq = DELIVERY, image.get("seq")
+        extra = {"state": image.get("delivery_state")}
     elif change.kind == "INSERT" and change.item_type == SUMMARY:
         kind, seq = SUMMARISED, image.get("through_seq")
     if kind is None:

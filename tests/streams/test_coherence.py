@@ -133,13 +133,16 @@ def test_a_ttl_removal_drops_cached_context_presence_and_connections_and_counts_
 
 
 def test_hand_off_transitions_are_published_as_live_events(stream, redis_client):
-    from sessions_app.services.handoff import handoff_release, handoff_request, handoff_take
+    from sessions_app.services.handoff import handoff_release, handoff_request, handoff_take, staff_reply
 
     session_id = _session_with_turns(1)
     handoff_request(session_id=session_id, reason="needs a person")
     handoff_take(session_id=session_id, username="aiko", display_name="Aiko")
+    staff_reply(session_id=session_id, username="aiko", display_name="Aiko", text="hello")  # no webhook configured
     handoff_release(session_id=session_id, username="aiko")
     drain(make_consumer(stream))
     events = list(reversed(activity_recent(limit=10)))
-    assert [e["kind"] for e in events] == ["started", "turn", "handed_off", "taken_over", "handed_back"]
-    assert events[3]["owner"] == "Aiko"
+    assert [e["kind"] for e in events] == ["started", "turn", "handed_off", "taken_over", "turn", "delivery",
+                                           "handed_back"]
+    assert events[3]["owner"] == "Aiko" and events[4]["role"] == "agent"
+    assert events[5] == {**events[5], "seq": 2, "state": "not_configured"}
