@@ -28,10 +28,16 @@ class SessionFilterForm(forms.Form):
     channel = forms.ChoiceField(required=False, choices=_choices(CHANNELS))
     summary = forms.ChoiceField(required=False, choices=_choices(SUMMARY_STATES), label="Summary")
     online = forms.BooleanField(required=False, label="Online now")
+    mine = forms.BooleanField(required=False, label="Mine (taken over by me)")
 
     # SessionFilter field → this form's field (the URL keeps the console's shorter names).
     FORM_FIELDS = {"day_from": "day_from", "day_to": "day_to", "customer_id": "customer", "status": "status",
-                   "channel": "channel", "summary_state": "summary", "online": "online"}
+                   "channel": "channel", "summary_state": "summary", "online": "online", "owner": "mine"}
+
+    def __init__(self, *args, username: str | None = None, **kwargs):
+        """``username``: whose sessions "mine" means (the signed-in staff member)."""
+        super().__init__(*args, **kwargs)
+        self.username = username
 
     def clean(self):
         data = super().clean()
@@ -42,16 +48,39 @@ class SessionFilterForm(forms.Form):
                 day_from=data.get("day_from"), day_to=data.get("day_to"), customer_id=data.get("customer") or None,
                 status=data.get("status") or None, channel=data.get("channel") or None,
                 summary_state=data.get("summary") or None, online=bool(data.get("online")),
+                owner=self._owner(bool(data.get("mine"))),
             )
         except InvalidInput as exc:
             self.add_error(self.FORM_FIELDS.get(exc.field), self._in_labels(exc.message))
         return data
+
+    def _owner(self, mine: bool) -> str | None:
+        if not mine:
+            return None
+        if not self.username:
+            raise InvalidInput("owner: only a signed-in staff member has sessions of their own", field="owner")
+        return self.username
 
     def _in_labels(self, message: str) -> str:
         """The filter's message in the words of this form ("day_from" → "From")."""
         for name, form_field in self.FORM_FIELDS.items():
             message = message.replace(name, str(self.fields[form_field].label or form_field))
         return message
+
+
+class StaffReplyForm(forms.Form):
+    """A staff member's reply to the customer. Only "something to send" is checked here; the
+    length rule (``TURN_TEXT_MAX_BYTES``, in bytes) is the turn service's, and its refusal is
+    shown on this field."""
+
+    text = forms.CharField(label="Reply to the customer", strip=False,
+                           widget=forms.Textarea(attrs={"rows": 3}))
+
+    def clean_text(self) -> str:
+        text = self.cleaned_data["text"]
+        if not text.strip():
+            raise forms.ValidationError("Write something to send.")
+        return text
 
 
 class DeleteConfirmForm(forms.Form):

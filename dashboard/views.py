@@ -1,13 +1,16 @@
 """Console views: parse the request, call one selector or service, render.
 
 Reads need ``view_chat_sessions`` (Viewer); actions need ``operate_chat_sessions`` (Supervisor),
-are POST-only (CSRF-protected) and are audited by the services they call.
+are POST-only (CSRF-protected) and are audited by the services they call. The hand-off actions
+(take over, reply, hand back) need ``handle_chat_sessions`` (Agent, Supervisor) and are audited
+here through ``services.audit`` — success and failure alike, a refusal by the access gate.
 """
 
 from __future__ import annotations
 
 from functools import partial
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -15,21 +18,25 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from sessions_app.exceptions import InvalidInput
+from sessions_app.access import HANDLE, staff_allowed, staff_require
+from sessions_app.exceptions import InvalidInput, MangaAssistError
 from sessions_app.ids import validate_id
 from sessions_app.selectors import detail as detail_selectors
 from sessions_app.selectors.browse import session_browse
 from sessions_app.downloads import export_response
 from sessions_app.selectors.export import export_format, session_iter_filtered
 from sessions_app.selectors.filters import SessionFilter
+from sessions_app.selectors.handoff import handoff_queue, handoff_state
 from sessions_app.selectors.overview import overview_activity, overview_metrics
 from sessions_app.selectors.privacy import privacy_customer_plan, privacy_delete_plan
-from sessions_app.selectors.sessions import session_get
+from sessions_app.selectors.sessions import session_get, turns_page
+from sessions_app.services import handoff as handoff_services
 from sessions_app.services import privacy as privacy_services
 from sessions_app.services import staff as staff_services
+from sessions_app.services.audit import audited
 
 from .access import OPERATE, VIEW, console_view
-from .forms import DeleteConfirmForm, SessionFilterForm
+from .forms import DeleteConfirmForm, SessionFilterForm, StaffReplyForm
 
 
 def _id(value: str, *, field: str) -> str:
@@ -64,7 +71,7 @@ def overview_activity_partial(request: HttpRequest) -> HttpResponse:
 @require_GET
 @console_view(VIEW)
 def session_list_view(request: HttpRequest) -> HttpResponse:
-    form = SessionFilterForm(request.GET or None)
+    form = SessionFilterForm(request.GET or None, username=request.user.get_username())
     page = None
     if form.is_bound and not form.is_valid():
         status = 400
@@ -83,8 +90,17 @@ def session_list_view(request: HttpRequest) -> HttpResponse:
 @require_GET
 @console_view(VIEW)
 def session_detail_view(request: HttpRequest, session_id: str) -> HttpResponse:
-    detail = detail_selectors.session_detail(session_id=_id(session_id, field="session_id"))
-    return render(request, "dashboard/session_detail.html", {"d": detail, "meta": detail.meta})
+    return _detail_page(request, _id(session_id, field="session_id"))
+
+
+def _detail_page(request: HttpRequest, session_id: str, *, status: int = 200, **handoff) -> HttpResponse:
+    detail = detail_selectors.session_detail(session_id=session_id)
+    # The hand-off panel's buttons act on its state: META strongly consistent (one more GetItem),
+    # not a DAX copy that may predate the take-over this page follows.
+    handoff_meta = session_get(session_id=session_id, consistent=True)
+    return render(request, "dashboard/session_detail.html",
+                  {"d": detail, "meta": detail.meta, "handoff_meta": handoff_meta,
+                   **_handoff_context(request, handoff_meta, **handoff)}, status=status)
 
 
 @require_GET
@@ -211,7 +227,7 @@ def customer_export(request: HttpRequest, customer_id: str) -> HttpResponse:
 def filter_export(request: HttpRequest) -> HttpResponse:
     """Export the sessions list's current filter (the filters travel in the query string)."""
     fmt = _format(request)
-    form = SessionFilterForm(request.GET)
+    form = SessionFilterForm(request.GET, username=request.user.get_username())
     if not form.is_valid():
         field, errors = next(iter(form.errors.items()))
         raise InvalidInput(f"invalid filter {field}: {' '.join(errors)}", field=field)
@@ -219,3 +235,149 @@ def filter_export(request: HttpRequest) -> HttpResponse:
     staff_services.staff_export_record(actor=request.user, fmt=fmt, scope="filter",
                                        customer_id=filters.customer_id or "", filters=filters.as_dict())
     return export_response(fmt=fmt, sessions=session_iter_filtered(filters=filters), filename="sessions")
+
+
+# --- hand-off (Agent, Supervisor) -----------------------------------------------------------------
+#
+# Every outcome is shown on the page, never as a 500: a refused transition (someone else owns it,
+# the bot still has it, closed) is the hand-off panel with the reason; a bad reply is the reply
+# form with a field error. A plain POST answers with a redirect (success) or the detail page
+# (409/400/429); an htmx POST with the hand-off panel alone, always 200 (htmx swaps only 2xx
+# answers), its ``data-outcome`` saying "ok" or "refused".
+
+# The outcomes shown in the panel; anything else (missing session, store down) is the console's
+# error page (``console_view``).
+_SHOWN = (400, 409, 429)
+QUEUE_PAGE = 100  # the queue page lists at most this many (oldest first)
+
+
+def _display_name(user) -> str:
+    """What the customer and colleagues see: the full name, or the username."""
+    return ((user.get_full_name() or "").strip() or user.get_username())[:150]
+
+
+def _handoff_context(request: HttpRequest, meta, *, error: MangaAssistError | None = None,
+                     reply_form: StaffReplyForm | None = None, notice: str | None = None) -> dict:
+    user = request.user
+    state = handoff_state(meta)
+    owns = bool(meta.owner) and meta.owner == user.get_username()
+    can_handle = staff_allowed(user=user, perm=HANDLE)
+    return {
+        "handoff": state, "handoff_owns": owns, "handoff_error": error, "handoff_notice": notice,
+        "handoff_idle_minutes": settings.HANDOFF_IDLE_MINUTES,
+        "can_handle": can_handle, "can_operate": staff_allowed(user=user, perm=OPERATE),
+        "reply_form": reply_form if reply_form is not None else (StaffReplyForm() if owns and can_handle else None),
+    }
+
+
+def _handoff_answer(request: HttpRequest, session_id: str, *, success: str, error: MangaAssistError | None = None,
+                    reply_form: StaffReplyForm | None = None, timeline: bool = False) -> HttpResponse:
+    if not request.htmx:
+        if error is None:
+            messages.success(request, success)
+            return _back_to_session(request, session_id)
+        return _detail_page(request, session_id, status=error.http_status, error=error, reply_form=reply_form)
+    # The panel acts on what it shows: META strongly consistent, so the buttons match the state.
+    meta = session_get(session_id=session_id, consistent=True)
+    context = {"meta": meta, **_handoff_context(request, meta, error=error, reply_form=reply_form,
+                                                notice=None if error else success)}
+    if timeline and error is None:  # the reply appears in the timeline at once (out-of-band swap)
+        page = turns_page(session_id=session_id, limit=detail_selectors.DETAIL_TURNS, meta=meta)
+        context.update(oob_turns=page.turns, oob_cursor=page.cursor)
+    return render(request, "dashboard/partials/handoff_panel.html", context)
+
+
+def _handoff_run(request: HttpRequest, *, action: str, session_id: str, run) -> tuple[object, MangaAssistError | None]:
+    """Run one hand-off service call under an audit row (``action``): "ok", or "error" with the
+    exception's code and message (and the owner it names, if any). Returns (result, None), or
+    (None, the refusal) for an outcome the page shows; anything else propagates."""
+    try:
+        with audited(actor=request.user, action=action, session_id=session_id) as audit:
+            try:
+                result = run(audit)
+            except MangaAssistError as exc:
+                if exc.details.get("owner"):
+                    audit.detail["owner"] = str(exc.details["owner"])
+                raise
+    except MangaAssistError as exc:
+        if exc.http_status not in _SHOWN:
+            raise
+        return None, exc
+    return result, None
+
+
+@require_POST
+@console_view(HANDLE)
+def session_takeover_view(request: HttpRequest, session_id: str) -> HttpResponse:
+    session_id = _id(session_id, field="session_id")
+    user = request.user
+
+    def run(audit):
+        meta = handoff_services.handoff_take(session_id=session_id, username=user.get_username(),
+                                             display_name=_display_name(user))
+        audit.customer_id = meta.customer_id
+        audit.detail["owner"] = meta.owner_name or meta.owner
+        return meta
+
+    _, error = _handoff_run(request, action="session_takeover", session_id=session_id, run=run)
+    return _handoff_answer(request, session_id, error=error,
+                           success="You have taken this session over: the bot is paused until you hand it back.")
+
+
+@require_POST
+@console_view(HANDLE)
+def session_reply_view(request: HttpRequest, session_id: str) -> HttpResponse:
+    session_id = _id(session_id, field="session_id")
+    user = request.user
+    form = StaffReplyForm(request.POST)
+
+    def run(audit):
+        if not form.is_valid():
+            field, errors = next(iter(form.errors.items()))
+            raise InvalidInput(" ".join(errors), field=field)
+        result = handoff_services.staff_reply(session_id=session_id, username=user.get_username(),
+                                              display_name=_display_name(user), text=form.cleaned_data["text"])
+        audit.customer_id = result.meta.customer_id
+        audit.detail.update(seq=int(result.turn.seq), chars=len(form.cleaned_data["text"]))
+        return result
+
+    _, error = _handoff_run(request, action="session_reply", session_id=session_id, run=run)
+    if isinstance(error, InvalidInput) and error.field in (None, "text"):
+        if not form.errors:
+            form.add_error("text", error.message)
+        return _handoff_answer(request, session_id, success="", error=error, reply_form=form)
+    return _handoff_answer(request, session_id, error=error, timeline=True,
+                           reply_form=form if error is not None else None, success="Reply sent.")
+
+
+@require_POST
+@console_view(HANDLE)
+def session_handback_view(request: HttpRequest, session_id: str) -> HttpResponse:
+    """The owner hands the session back to the bot; a Supervisor (``operate``) may force it for
+    someone else's session or one that waits (``force=1``)."""
+    session_id = _id(session_id, field="session_id")
+    force = request.POST.get("force") in ("1", "true", "on")
+    if force:
+        staff_require(user=request.user, perm=OPERATE, action="session_handback", session_id=session_id)
+
+    def run(audit):
+        before = session_get(session_id=session_id, consistent=True)
+        meta = handoff_services.handoff_release(session_id=session_id, username=request.user.get_username(),
+                                                force=force)
+        audit.customer_id = meta.customer_id
+        audit.detail.update(force=force, owner=before.owner_name or before.owner or "")
+        return meta
+
+    _, error = _handoff_run(request, action="session_handback", session_id=session_id, run=run)
+    return _handoff_answer(request, session_id, error=error, success="Handed back: the bot answers again.")
+
+
+@require_GET
+@console_view(VIEW)
+def handoff_queue_view(request: HttpRequest) -> HttpResponse:
+    """The "needs a human" queue: unowned hand-offs, longest waiting first."""
+    rows = [{"meta": m, "state": handoff_state(m)} for m in handoff_queue(limit=QUEUE_PAGE)]
+    return render(request, "dashboard/handoff_queue.html", {
+        "rows": rows, "can_handle": staff_allowed(user=request.user, perm=HANDLE),
+        "handoff_idle_minutes": settings.HANDOFF_IDLE_MINUTES, "queue_page": QUEUE_PAGE,
+    })

@@ -60,6 +60,7 @@ class AuditLog(models.Model):
         permissions = [
             ("view_chat_sessions", "Can view chat sessions in the console"),
             ("operate_chat_sessions", "Can act on chat sessions (close, summarise, export, delete)"),
+            ("handle_chat_sessions", "Can take chat sessions over, reply as staff and hand them back"),
         ]
 
     def __str__(self) -> str:

@@ -3,7 +3,8 @@
 
 The index-served filters go to ``listing.session_list`` (a Query, never a Scan); the summary state
 is not indexed, so it is derived per session (``summaries.summary_state``) and applied to each
-page read. "Online now" lists from the presence set instead, the authority on who is online.
+page read. "Online now" lists from the presence set instead, the authority on who is online, and
+"mine" (``owner``) from the by_owner index (``handoff.sessions_owned``), the one on who holds what.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ..clock import utcnow
 from ..models import SessionMeta, Summary
 from ..realtime import Presence, presence_get_many, presence_online
 from .filters import SessionFilter
+from .handoff import sessions_owned
 from .listing import session_list
 from .provenance import elapsed_ms, redis_read
 from .sessions import session_get_many
@@ -40,7 +42,7 @@ class MatchPage:
     cursor: str | None  # None: the listing is complete
     short_reason: str | None  # set when the page is short for a reason other than the end
     examined: int  # sessions read from the store for this page (before the summary filter)
-    source: str  # "index" or "presence"
+    source: str  # "index", "presence" or "owner"
     elapsed_ms: float
 
 
@@ -62,6 +64,8 @@ def session_find(*, filters: SessionFilter = SessionFilter(), cursor: str | None
     now = utcnow()  # one clock for the page: every row's pending/stale cut-off is the same
     if filters.online:
         return _find_online(filters=filters, now=now, started=started)
+    if filters.owner:
+        return _find_owned(filters=filters, now=now, started=started)
     found: list[Match] = []
     examined = calls = 0
     short_reason = None
@@ -102,6 +106,19 @@ def _find_online(*, filters: SessionFilter, now: datetime, started: float) -> Ma
     matched.sort(key=lambda match: match.meta.started_at, reverse=True)
     reason = f"only the {ONLINE_MAX} most recently active online sessions are examined" if truncated else None
     return MatchPage(matches=matched, cursor=None, short_reason=reason, examined=len(metas), source="presence",
+                     elapsed_ms=elapsed_ms(started))
+
+
+def _find_owned(*, filters: SessionFilter, now: datetime, started: float) -> MatchPage:
+    """The sessions ``filters.owner`` holds now (one by_owner Query and a BatchGetItem; fresh META
+    drops one handed back since), the other filters applied to each, newest take-over first."""
+    metas = sessions_owned(username=filters.owner)
+    matched = []
+    for meta in metas:
+        state = summary_state(meta=meta, now=now)
+        if filters.matches(meta, summary_state=state.state):
+            matched.append(Match(meta, state))
+    return MatchPage(matches=matched, cursor=None, short_reason=None, examined=len(metas), source="owner",
                      elapsed_ms=elapsed_ms(started))
 
 

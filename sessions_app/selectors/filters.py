@@ -33,10 +33,15 @@ class SessionFilter:
     channel: str | None = None
     summary_state: str | None = None  # one of SUMMARY_STATES, as ``summaries.summary_state`` derives it
     online: bool = False  # list from the presence set (who is online now) instead of an index
+    owner: str | None = None  # the console's "mine": sessions this staff username owns (by_owner index)
 
     def __post_init__(self) -> None:
         if self.customer_id is not None:
             validate_id(self.customer_id, field="customer_id")
+        if self.owner is not None and (not isinstance(self.owner, str) or not 0 < len(self.owner) <= 150):
+            raise InvalidInput("owner must be a username of 1-150 characters", field="owner")
+        if self.owner is not None and self.online:
+            raise InvalidInput("owner and online cannot be combined", field="owner")
         if self.status is not None and self.status not in SessionStatus.ALL:
             raise InvalidInput(f"status must be one of {', '.join(SessionStatus.ALL)}", field="status")
         if self.channel is not None and self.channel not in CHANNELS:
@@ -65,18 +70,21 @@ class SessionFilter:
         return self.day_from or day_to - timedelta(days=DEFAULT_DAYS - 1), day_to
 
     def listing_kwargs(self) -> dict:
-        """The part ``session_list`` serves from an index (summary state and online are not indexed)."""
+        """The part ``session_list`` serves from an index (summary state, online and owner are
+        listed otherwise: see ``browse.session_find``)."""
         return {"day_from": self.day_from, "day_to": self.day_to, "customer_id": self.customer_id,
                 "status": self.status, "channel": self.channel}
 
     def matches(self, meta: SessionMeta, *, summary_state: str) -> bool:
         """Whether one session (with its derived summary state) passes every filter. Only the
-        days given count: the online listing has no default range (whoever is online now)."""
+        days given count: the online and owner listings have no default range (whoever is online
+        now, whatever one holds now)."""
         day = meta.started_at.date()
         return ((self.day_from is None or day >= self.day_from) and (self.day_to is None or day <= self.day_to)
                 and self.customer_id in (None, meta.customer_id)
                 and self.status in (None, meta.status)
                 and self.channel in (None, meta.channel)
+                and self.owner in (None, meta.owner)
                 and self.summary_state in (None, summary_state))
 
     def as_dict(self) -> dict[str, str]:

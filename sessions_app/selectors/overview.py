@@ -19,10 +19,11 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable
 
 from django.conf import settings
+from pynamodb.exceptions import PynamoDBException
 
 from .. import dynamo, keys
 from ..clock import utcnow
-from ..exceptions import InvalidInput
+from ..exceptions import InvalidInput, StoreUnavailable
 from ..ids import validate_id
 from ..models import SessionMeta
 from ..realtime import (
@@ -32,6 +33,7 @@ from ..realtime import (
     rate_limit_stats,
 )
 from ..streams.records import ORIGINS
+from .handoff import handoff_queue_count
 from .provenance import ROUTE_LABELS, ROUTE_REDIS, redis_latency, redis_read
 from .stream import FleetSummary, StreamStatus, activity_feed, fleet_summary, stream_status
 from .summaries import BACKLOG_COUNT_CAP, summary_backlog_count
@@ -279,6 +281,7 @@ class Overview:
     stream: StreamPanel
     fleet: FleetPanel
     series: dict = field(default_factory=dict)  # chart data (json_script)
+    handoff_waiting: int | None = None  # hand-offs waiting for a human (None: the store did not answer)
 
 
 # --- memoised counts ------------------------------------------------------------------------------
@@ -290,12 +293,17 @@ _count_lock = threading.Lock()
 COUNT_CACHE_SECONDS = 30.0
 
 
-def _memoised_count(what: tuple, count: Callable[[], int]) -> int:
+# The "needs a human" count is in every console page's title: fresher, still one COUNT Query per
+# queue shard per process per this many seconds at most, however many pages are served.
+HANDOFF_COUNT_CACHE_SECONDS = 5.0
+
+
+def _memoised_count(what: tuple, count: Callable[[], int], *, max_age: float = COUNT_CACHE_SECONDS) -> int:
     key = (settings.DYNAMODB_TABLE, settings.DYNAMODB_ENDPOINT, *what)
     now = time.monotonic()
     with _count_lock:
         hit = _count_cache.get(key)
-        if hit and now - hit[0] < COUNT_CACHE_SECONDS:
+        if hit and now - hit[0] < max_age:
             return hit[1]
     total = count()
     with _count_lock:
@@ -312,6 +320,26 @@ def sessions_today_count(*, day: date | None = None) -> int:
             return sum(SessionMeta.by_day.count(keys.day_pk(day, shard)) for shard in range(settings.DYNAMODB_DAY_SHARDS))
 
     return _memoised_count(("today", day), count)
+
+
+def handoff_waiting_count() -> int | None:
+    """Hand-offs waiting for a human (``handoff_queue_count``: a Select=COUNT Query per queue
+    shard, past DAX's query cache), memoised per process for ``HANDOFF_COUNT_CACHE_SECONDS``.
+    None when DynamoDB could not answer (unreachable, throttled): the page title leaves the count
+    out and the overview says "unknown" rather than failing for it."""
+
+    def count() -> int:
+        with dynamo.dax_bypassed():
+            return handoff_queue_count()
+
+    try:
+        return _memoised_count(("handoff_waiting",), count, max_age=HANDOFF_COUNT_CACHE_SECONDS)
+    except StoreUnavailable:
+        return None
+    except PynamoDBException as exc:
+        if dynamo.store_unavailable("Query", exc) is not None:  # throttled or DynamoDB-side: unknown
+            return None
+        raise
 
 
 def summary_backlog() -> tuple[int, bool]:
@@ -394,4 +422,5 @@ def overview_metrics() -> Overview:
         stream=stream,
         fleet=fleet,
         series=series,
+        handoff_waiting=handoff_waiting_count(),
     )
