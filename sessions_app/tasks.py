@@ -70,17 +70,14 @@ def summary_generate(self, session_id: str) -> dict:
             "rounds": outcome.rounds}
 
 
-@shared_task(
-    name="sessions_app.summary_sweep",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(StoreUnavailable,),
-    retry_backoff=True,
-    retry_jitter=True,
-    max_retries=3,
-    soft_time_limit=120,
-    time_limit=150,
-)
+def sweep_task(name: str):
+    """A beat sweep: idempotent (it re-reads what is due), retried a few times while DynamoDB is
+    away, bounded in time; the next beat tick runs it again anyway."""
+    return shared_task(name=name, acks_late=True, reject_on_worker_lost=True, autoretry_for=(StoreUnavailable,),
+                       retry_backoff=True, retry_jitter=True, max_retries=3, soft_time_limit=120, time_limit=150)
+
+
+@sweep_task("sessions_app.summary_sweep")
 def summary_sweep() -> dict:
     """Beat: request summaries for idle sessions their summary does not cover."""
     report = summaries.summary_sweep()
@@ -91,17 +88,7 @@ def summary_sweep() -> dict:
             "not_queued": len(report.not_queued)}
 
 
-@shared_task(
-    name="sessions_app.handoff_lapse_sweep",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(StoreUnavailable,),
-    retry_backoff=True,
-    retry_jitter=True,
-    max_retries=3,
-    soft_time_limit=120,
-    time_limit=150,
-)
+@sweep_task("sessions_app.handoff_lapse_sweep")
 def handoff_lapse_sweep() -> dict:
     """Beat: staff holds idle for HANDOFF_IDLE_MINUTES go back to the "needs a human" queue."""
     lapsed = handoff.handoff_lapse_idle()

@@ -1,3 +1,4 @@
+import pytest
 from django.core.management import call_command
 
 from sessions_app import dynamo
@@ -64,41 +65,38 @@ def test_dynamodb_init_adds_a_missing_index_to_an_existing_table(infra, table_na
         table_delete(table_name=table_name)
 
 
-def test_dynamodb_init_enables_the_stream_on_an_existing_table_once(infra, table_name, settings, capsys):
+@pytest.fixture
+def table_without_stream(infra, table_name, settings):
+    """A session table created before the change feed (no stream); dropped after the test."""
     settings.DYNAMODB_TABLE = table_name
     dynamo.reset_connections()
+    settings.DYNAMODB_STREAM = False
+    table_ensure(table_name=table_name)
+    settings.DYNAMODB_STREAM = True
     client = dynamo.connection().client
-    try:
-        settings.DYNAMODB_STREAM = False
-        table_ensure(table_name=table_name)
-        assert "StreamSpecification" not in client.describe_table(TableName=table_name)["Table"]
-        settings.DYNAMODB_STREAM = True
-        call_command("dynamodb_init")
-        out = capsys.readouterr().out
-        assert "stream enabled (NEW_AND_OLD_IMAGES)" in out and "stream lease table created" in out
-        table = client.describe_table(TableName=table_name)["Table"]
-        assert table["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
-        assert f"stream: {table['LatestStreamArn']}" in out
-        call_command("dynamodb_init")
-        assert "nothing changed" in capsys.readouterr().out
-        assert client.describe_table(TableName=table_name)["Table"]["LatestStreamArn"] == table["LatestStreamArn"]
-    finally:
-        table_delete(table_name=table_name)
+    assert "StreamSpecification" not in client.describe_table(TableName=table_name)["Table"]
+    yield client
+    table_delete(table_name=table_name)
 
 
-def test_a_stream_of_another_view_type_is_reported_not_replaced(infra, table_name, settings, capsys):
-    settings.DYNAMODB_TABLE = table_name
-    dynamo.reset_connections()
-    client = dynamo.connection().client
-    try:
-        settings.DYNAMODB_STREAM = False
-        table_ensure(table_name=table_name)
-        client.update_table(TableName=table_name, StreamSpecification={"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"})
-        arn = client.describe_table(TableName=table_name)["Table"]["LatestStreamArn"]
-        settings.DYNAMODB_STREAM = True
-        call_command("dynamodb_init")
-        err = capsys.readouterr().err
-        assert "view type is KEYS_ONLY" in err and "NEW_AND_OLD_IMAGES" in err
-        assert client.describe_table(TableName=table_name)["Table"]["LatestStreamArn"] == arn
-    finally:
-        table_delete(table_name=table_name)
+def test_dynamodb_init_enables_the_stream_on_an_existing_table_once(table_without_stream, table_name, capsys):
+    client = table_without_stream
+    call_command("dynamodb_init")
+    out = capsys.readouterr().out
+    assert "stream enabled (NEW_AND_OLD_IMAGES)" in out and "stream lease table created" in out
+    table = client.describe_table(TableName=table_name)["Table"]
+    assert table["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+    assert f"stream: {table['LatestStreamArn']}" in out
+    call_command("dynamodb_init")
+    assert "nothing changed" in capsys.readouterr().out
+    assert client.describe_table(TableName=table_name)["Table"]["LatestStreamArn"] == table["LatestStreamArn"]
+
+
+def test_a_stream_of_another_view_type_is_reported_not_replaced(table_without_stream, table_name, capsys):
+    client = table_without_stream
+    client.update_table(TableName=table_name, StreamSpecification={"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"})
+    arn = client.describe_table(TableName=table_name)["Table"]["LatestStreamArn"]
+    call_command("dynamodb_init")
+    err = capsys.readouterr().err
+    assert "view type is KEYS_ONLY" in err and "NEW_AND_OLD_IMAGES" in err
+    assert client.describe_table(TableName=table_name)["Table"]["LatestStreamArn"] == arn
