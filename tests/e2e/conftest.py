@@ -41,7 +41,8 @@ def _user(username: str, group: str):
 
     # transactional_db flushes the migration's groups after each test: recreate what we need.
     grp, _ = Group.objects.get_or_create(name=group)
-    codenames = ["view_chat_sessions"] + (["operate_chat_sessions"] if group == "Supervisor" else [])
+    codenames = ["view_chat_sessions"] + {"Supervisor": ["operate_chat_sessions", "handle_chat_sessions"],
+                                          "Agent": ["handle_chat_sessions"]}.get(group, [])
     grp.permissions.set(Permission.objects.filter(codename__in=codenames))
     user = User.objects.create_user(username=username, password="pw-" + username + "-123", is_staff=True)
     user.groups.add(grp)

@@ -80,3 +80,22 @@ def test_new_turns_appear_on_the_detail_page_without_a_reload(make_page, site, l
     handoff_request(session_id=meta.session_id, reason="customer asks for a person")
     page.locator("#handoff-panel").get_by_text("customer asks for a person").wait_for(timeout=15_000)
     assert page.evaluate("window.__notReloaded") is True
+
+
+def test_an_agent_takes_over_and_replies_from_the_page(make_page, site):
+    from sessions_app.selectors import session_get
+
+    meta, _ = session_start(customer_id="cust-agent", channel="app")
+    turn_append(session_id=meta.session_id, role="user", text="The cover of vol. 3 is torn", client_msg_id="u1")
+    handoff_request(session_id=meta.session_id, reason="damaged copy")
+    page = make_page(group="Agent")
+    page.goto(f"{site}/sessions/{meta.session_id}/")
+    page.click("#takeover-button")
+    page.locator("#reply-button").wait_for()
+    owner = session_get(session_id=meta.session_id, consistent=True).owner
+    assert owner == "agent-0"
+    page.fill("#handoff-panel textarea", "Sorry about that — a replacement ships today.")
+    page.click("#reply-button")
+    page.locator("#timeline").get_by_text("Sorry about that — a replacement ships today.").wait_for()
+    stored = session_get(session_id=meta.session_id, consistent=True)
+    assert int(stored.turn_count) == 2
