@@ -29,8 +29,9 @@ from bench.stack import WEB_CONCURRENCY, Stack  # noqa: E402
 from bench.stats import say  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-SCENARIOS = ("context", "ceiling", "append", "staff", "ratelimit", "summaries", "stream")
-ALIASES = {"1": "context", "2": "ceiling", "3": "append", "4": "staff", "5": "ratelimit", "6": "summaries", "7": "stream"}
+SCENARIOS = ("context", "ceiling", "append", "staff", "ratelimit", "summaries", "stream", "sse")
+ALIASES = {"1": "context", "2": "ceiling", "3": "append", "4": "staff", "5": "ratelimit", "6": "summaries", "7": "stream",
+           "8": "sse"}
 
 # Sizes: QUICK is a smoke run (all scenarios in under 3 minutes on a 2-core machine).
 SIZES = {
@@ -38,12 +39,14 @@ SIZES = {
                   append_sessions=40, append_rounds=1, append_seconds=1.5, append_tx=40,
                   staff_small=500, staff_large=5000, staff_turns=3, staff_big=2000, staff_rounds=8,
                   rate_rounds=3, rate_seconds=1.0, summaries_sessions=2, summaries_samples=5,
-                  stream_sessions=40, stream_seconds=8.0),
+                  stream_sessions=40, stream_seconds=8.0,
+                  sse_streams=200, sse_rounds=3, sse_seconds=3.0, sse_idle=5.0),
     "full": dict(context_sessions=200, context_rounds=3, ceiling_concurrency=8, ceiling_rounds=5, ceiling_seconds=3.0,
                  append_sessions=200, append_rounds=3, append_seconds=3.0, append_tx=200,
                  staff_small=10_000, staff_large=100_000, staff_turns=10, staff_big=10_000, staff_rounds=100,
                  rate_rounds=5, rate_seconds=2.0, summaries_sessions=10, summaries_samples=30,
-                 stream_sessions=200, stream_seconds=30.0),
+                 stream_sessions=200, stream_seconds=30.0,
+                 sse_streams=200, sse_rounds=5, sse_seconds=6.0, sse_idle=20.0),
 }
 
 
@@ -108,7 +111,7 @@ def table_markdown(rows: list[list[str]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--scenario", action="append", help=f"one of {', '.join(SCENARIOS)} (or 1-7); repeatable")
+    parser.add_argument("--scenario", action="append", help=f"one of {', '.join(SCENARIOS)} (or 1-8); repeatable")
     parser.add_argument("--quick", action="store_true", help="reduced sizes: a smoke run")
     parser.add_argument("--sessions-small", type=int, help="staff pages: sessions in the small table (full: 10,000)")
     parser.add_argument("--sessions-large", type=int, help="staff pages: sessions in the large table (full: 100,000)")
@@ -147,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
 
         ctx.read_token = api_key_create(name=f"bench-read-{os.getpid()}", scope="read")[1]
         ctx.write_token = api_key_create(name=f"bench-write-{os.getpid()}", scope="write")[1]
-        needs_http = {"context", "ceiling", "append", "stream"} & set(chosen)
+        needs_http = {"context", "ceiling", "append", "stream", "sse"} & set(chosen)
         if needs_http:
             say(f"starting gunicorn servers ({WEB_CONCURRENCY} sync workers each)")
             stack.start_server("app", dax=True, table="bench-context")
@@ -215,6 +218,10 @@ def run_scenario(name: str, stack: Stack, ctx: Context, s: dict) -> dict:
     if name == "stream":
         from bench import s7_stream
         return s7_stream.run(stack, ctx, sessions=s["stream_sessions"], seconds=s["stream_seconds"])
+    if name == "sse":
+        from bench import s8_sse
+        return s8_sse.run(stack, ctx, sessions=s["context_sessions"], streams=s["sse_streams"], rounds=s["sse_rounds"],
+                          seconds=s["sse_seconds"], idle=s["sse_idle"])
     raise ValueError(name)
 
 
