@@ -2,8 +2,13 @@
 
 Reads need ``view_chat_sessions`` (Viewer); actions need ``operate_chat_sessions`` (Supervisor),
 are POST-only (CSRF-protected) and are audited by the services they call. The hand-off actions
-(take over, reply, hand back) need ``handle_chat_sessions`` (Agent, Supervisor) and are audited
-here through ``services.audit`` — success and failure alike, a refusal by the access gate.
+(take over, reply, hand back, deliver a reply again) need ``handle_chat_sessions`` (Agent,
+Supervisor) and are audited here through ``services.audit`` — success and failure alike, a refusal
+by the access gate.
+
+The queue and the session list have partials (their table regions) that ``live-list.js`` swaps in
+when the activity stream reports a hand-off change; the detail page pings a partial every 20 s that
+answers who of the staff has it open.
 """
 
 from __future__ import annotations
@@ -27,12 +32,13 @@ from sessions_app.downloads import export_response
 from sessions_app.selectors.export import export_format, session_iter_filtered
 from sessions_app.selectors.filters import SessionFilter
 from sessions_app.selectors.handoff import handoff_queue, handoff_state
-from sessions_app.selectors.overview import overview_activity, overview_metrics
+from sessions_app.selectors.overview import handoff_waiting_count, overview_activity, overview_metrics
 from sessions_app.selectors.privacy import privacy_customer_plan, privacy_delete_plan
 from sessions_app.selectors.sessions import session_get, turns_page
 from sessions_app.services import handoff as handoff_services
 from sessions_app.services import privacy as privacy_services
 from sessions_app.services import staff as staff_services
+from sessions_app.services import webhooks as webhook_services
 from sessions_app.services.audit import audited
 
 from .access import OPERATE, VIEW, console_view
@@ -68,9 +74,7 @@ def overview_activity_partial(request: HttpRequest) -> HttpResponse:
 
 # --- sessions -------------------------------------------------------------------------------------
 
-@require_GET
-@console_view(VIEW)
-def session_list_view(request: HttpRequest) -> HttpResponse:
+def _session_list_context(request: HttpRequest) -> tuple[dict, int]:
     form = SessionFilterForm(request.GET or None, username=request.user.get_username())
     page = None
     if form.is_bound and not form.is_valid():
@@ -81,10 +85,32 @@ def session_list_view(request: HttpRequest) -> HttpResponse:
         page = session_browse(filters=filters, cursor=request.GET.get("cursor") or None)
     query = request.GET.copy()
     query.pop("cursor", None)
-    return render(request, "dashboard/session_list.html", {
+    return {
         "form": form, "page": page, "filter_query": query.urlencode(),
         "next_url": f"?{urlencode({**query.dict(), 'cursor': page.cursor})}" if page and page.cursor else None,
-    }, status=status)
+        # The live region re-reads this very page (same filter, same cursor).
+        "rows_url": f"{reverse('dashboard:session_list_rows')}?{request.GET.urlencode()}",
+    }, status
+
+
+@require_GET
+@console_view(VIEW)
+def session_list_view(request: HttpRequest) -> HttpResponse:
+    context, status = _session_list_context(request)
+    return render(request, "dashboard/session_list.html", context, status=status)
+
+
+@require_GET
+@console_view(VIEW)
+def session_list_rows(request: HttpRequest) -> HttpResponse:
+    """The session list's rows and pager (its live region), for the query string's filter and
+    page; with the "needs a human" count for the title (memoised: it may lag by 5 s)."""
+    context, status = _session_list_context(request)
+    if context["page"] is None:
+        field, errors = next(iter(context["form"].errors.items()))
+        raise InvalidInput(f"invalid filter {field}: {' '.join(errors)}", field=field)
+    return render(request, "dashboard/partials/session_list_region.html",
+                  {**context, "waiting": handoff_waiting_count()}, status=status)
 
 
 @require_GET
@@ -98,9 +124,21 @@ def _detail_page(request: HttpRequest, session_id: str, *, status: int = 200, **
     # The hand-off panel's buttons act on its state: META strongly consistent (one more GetItem),
     # not a DAX copy that may predate the take-over this page follows.
     handoff_meta = session_get(session_id=session_id, consistent=True)
+    viewing = detail_selectors.session_staff_viewing(session_id=session_id, username=request.user.get_username(),
+                                                     meta=handoff_meta)
     return render(request, "dashboard/session_detail.html",
-                  {"d": detail, "meta": detail.meta, "handoff_meta": handoff_meta,
+                  {"d": detail, "meta": detail.meta, "handoff_meta": handoff_meta, "viewing": viewing,
                    **_handoff_context(request, handoff_meta, **handoff)}, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+@console_view(VIEW)
+def session_viewing_view(request: HttpRequest, session_id: str) -> HttpResponse:
+    """The detail page's heartbeat (every 20 s): record that this user has the page open and
+    answer who of the staff has it open now, and who owns the session."""
+    viewing = detail_selectors.session_staff_viewing(session_id=_id(session_id, field="session_id"),
+                                                     username=request.user.get_username())
+    return render(request, "dashboard/partials/staff_viewing.html", {"viewing": viewing})
 
 
 @require_GET
@@ -372,12 +410,64 @@ def session_handback_view(request: HttpRequest, session_id: str) -> HttpResponse
     return _handoff_answer(request, session_id, error=error, success="Handed back: the bot answers again.")
 
 
+# --- deliver again (Agent, Supervisor) ------------------------------------------------------------
+
+_REDELIVERED = {"pending": "Delivery requested again.", "delivered": "Already delivered: nothing sent again.",
+                "not_configured": "Not delivered: no bot webhook is configured."}
+
+
+@require_POST
+@console_view(HANDLE)
+def session_redeliver_view(request: HttpRequest, session_id: str, seq: int) -> HttpResponse:
+    """"Deliver again" of a staff reply that failed, was not queued or found no webhook
+    configured (``services.webhooks.webhook_delivery_retry``), audited as ``session_redeliver``
+    with the state it left. htmx: the turn itself, re-read (always 200, ``data-outcome``)."""
+    session_id = _id(session_id, field="session_id")
+
+    def run(audit):
+        audit.detail["seq"] = seq
+        audit.customer_id = session_get(session_id=session_id).customer_id
+        state = webhook_services.webhook_delivery_retry(session_id=session_id, seq=seq)
+        audit.detail["state"] = state
+        return state
+
+    state, error = _handoff_run(request, action="session_redeliver", session_id=session_id, run=run)
+    notice = None if error else _REDELIVERED.get(state, f"Delivery {state}.")
+    if not request.htmx:
+        if error is None:
+            messages.success(request, notice)
+        else:
+            messages.error(request, error.message)
+        return redirect(reverse("dashboard:session_detail", args=[session_id]) + f"#turn-{seq}")
+    turn = detail_selectors.session_turn(session_id=session_id, seq=seq)
+    if turn is None:  # not a turn of this session: the refusal is the answer
+        raise error or InvalidInput(f"turn {seq} of session {session_id} does not exist", field="seq")
+    return render(request, "dashboard/partials/turn.html", {
+        "t": turn, "session_id": session_id, "turn_error": error, "turn_notice": notice})
+
+
+# --- the queue ------------------------------------------------------------------------------------
+
+def _queue_context(request: HttpRequest) -> dict:
+    rows = [{"meta": m, "state": handoff_state(m)} for m in handoff_queue(limit=QUEUE_PAGE)]
+    return {"rows": rows, "can_handle": staff_allowed(user=request.user, perm=HANDLE),
+            "handoff_idle_minutes": settings.HANDOFF_IDLE_MINUTES, "queue_page": QUEUE_PAGE}
+
+
 @require_GET
 @console_view(VIEW)
 def handoff_queue_view(request: HttpRequest) -> HttpResponse:
     """The "needs a human" queue: unowned hand-offs, longest waiting first."""
-    rows = [{"meta": m, "state": handoff_state(m)} for m in handoff_queue(limit=QUEUE_PAGE)]
-    return render(request, "dashboard/handoff_queue.html", {
-        "rows": rows, "can_handle": staff_allowed(user=request.user, perm=HANDLE),
-        "handoff_idle_minutes": settings.HANDOFF_IDLE_MINUTES, "queue_page": QUEUE_PAGE,
-    })
+    return render(request, "dashboard/handoff_queue.html", _queue_context(request))
+
+
+@require_GET
+@console_view(VIEW)
+def handoff_queue_rows(request: HttpRequest) -> HttpResponse:
+    """The queue's live region (its count and table), and the count for the page title: the
+    rows themselves when the queue is listed whole (fresher than the memoised count), else the
+    count of every queue shard."""
+    context = _queue_context(request)
+    rows = context["rows"]
+    context["waiting"] = len(rows) if len(rows) < QUEUE_PAGE else handoff_waiting_count()
+    return render(request, "dashboard/partials/handoff_queue_region.html", context)

@@ -1,5 +1,6 @@
-"""One session for staff: the detail page, older timeline pages, the summary panel, and
-"Verify against DynamoDB" (a ConsistentRead re-read of what the page shows).
+"""One session for staff: the detail page, older timeline pages, the summary panel, who of the
+staff is looking at it, one turn re-read, and "Verify against DynamoDB" (a ConsistentRead re-read
+of what the page shows).
 
 Each panel comes with its provenance (see ``provenance.py``).
 """
@@ -12,7 +13,16 @@ from typing import Any
 from .. import keys
 from ..exceptions import RedisUnavailable
 from ..models import SessionMeta, Summary, Turn
-from ..realtime import Presence, RateDecision, connections_for_session, presence_get, rate_limit_peek
+from ..realtime import (
+    Presence,
+    RateDecision,
+    StaffViewer,
+    connections_for_session,
+    presence_get,
+    rate_limit_peek,
+    staff_viewing,
+    staff_viewing_ping,
+)
 from .presenters import session_dict, summary_dict, turn_dict
 from .provenance import Provenance, redis_read, store_read
 from .sessions import TurnPage, session_get, summary_latest, turns_page
@@ -84,6 +94,44 @@ def session_summary_panel(*, session_id: str) -> SummaryPanel:
         meta = session_get(session_id=session_id, consistent=True)
         summary = summary_latest(meta=meta, consistent=True)
     return SummaryPanel(meta=meta, summary=summary, state=summary_state(meta=meta), read=timer.provenance)
+
+
+# --- staff looking at a session -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StaffViewing:
+    session_id: str
+    owner: str | None  # the hand-off owner's username, and the name shown for them
+    owner_name: str | None
+    viewers: list[StaffViewer] | None  # most recent first; None: Redis unavailable (unknown)
+    read: Provenance
+
+
+def session_staff_viewing(*, session_id: str, username: str, meta: SessionMeta | None = None) -> StaffViewing:
+    """``username`` has the session's page open (its ping, on Redis time), and who else has: the
+    staff members seen within the TTL, with the session's hand-off owner.
+
+    The ping is the page's own heartbeat, not a change of the session: a short-lived Redis mark
+    (``realtime.staff_presence``, 60 s TTL, covered by the privacy delete) like a read's
+    bookkeeping. META comes first (through DAX: the owner may lag a take-over by DAX's item TTL,
+    the next ping catches up; a caller that has read META passes it), so a session that does not
+    exist raises ``SessionNotFound`` and leaves no mark. Redis down: no ping, and ``viewers`` is None — "unknown", never "nobody".
+    """
+    meta = meta if meta is not None else session_get(session_id=session_id)
+    with redis_read() as timer:
+        staff_viewing_ping(session_id=session_id, username=username)
+        viewers = staff_viewing(session_id=session_id)
+    return StaffViewing(session_id=session_id, owner=meta.owner or None,
+                        owner_name=(meta.owner_name or meta.owner) if meta.owner else None,
+                        viewers=viewers, read=timer.provenance)
+
+
+def session_turn(*, session_id: str, seq: int) -> Turn | None:
+    """One turn, strongly consistent (the console shows it right after changing it)."""
+    try:
+        return Turn.get(keys.session_pk(session_id), keys.turn_sk(int(seq)), consistent_read=True)
+    except Turn.DoesNotExist:
+        return None
 
 
 # --- verify ---------------------------------------------------------------------------------------

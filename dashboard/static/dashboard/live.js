@@ -2,11 +2,12 @@
 // and htmx refreshes of the page's parts when the change feed reports something — no reload.
 // Configured by the #live-updates element (data-events-url, data-turns-url, data-summary-url).
 //
-// turn                → the timeline (the turns partial; again after 1/2/4 s if it does not show
+// turn, delivery      → the timeline (the turns partial; again after 1/2/4 s if it does not show
 //                       the event's seq yet: the page reads through DAX, which can lag a write)
 // closed, handed_off,
-// resync              → the timeline, the session panel and the hand-off panel (one GET of this
-//                       page, parts picked by hx-select / selectOOB)
+// taken_over,
+// handed_back, resync → the timeline, the session panel, the hand-off panel and the staff panel
+//                       (one GET of this page, parts picked by hx-select / selectOOB)
 // summarised          → the summary panel (its partial)
 // deleted, expired    → a note; nothing left to refresh
 // unavailable, or the stream failing 3 times in a row → poll every 5 s instead, and try the
@@ -21,7 +22,7 @@
   var source = null, lastEventId = "", errors = 0, retryMs = RETRY_FIRST_MS, retryTimer = null;
   var pollTimer = null, pollTick = 0;
   var pending = { turns: false, status: false, summary: false }, flushTimer = null;
-  var wantSeq = 0, staleRetries = 0, gone = false;
+  var wantSeq = 0, staleRetries = 0, gone = false, opened = false;
 
   function say(text) {
     root.textContent = text;
@@ -53,7 +54,7 @@
   }
 
   function refreshStatus() {
-    var extra = ["#timeline", "#handoff-panel"].filter(function (id) {
+    var extra = ["#timeline", "#handoff-panel", "#staff-viewing"].filter(function (id) {
       var region = document.querySelector(id);
       return region && !editing(region);
     });
@@ -105,6 +106,10 @@
     source.addEventListener("open", function () {
       errors = 0;
       retryMs = RETRY_FIRST_MS;
+      // The first subscription carries no Last-Event-ID: a change between this page's render and
+      // now would be missed, so read the page's parts once. Back from polling: catch up too.
+      if (!opened || pollTimer) want({ turns: true, status: true });
+      opened = true;
       stopPolling();
     });
     source.addEventListener("turn", function (event) {
@@ -112,7 +117,8 @@
       if (data.seq > wantSeq) wantSeq = data.seq;
       want({ turns: true });
     });
-    ["closed", "handed_off", "resync"].forEach(function (kind) {
+    source.addEventListener("delivery", function (event) { note(event); want({ turns: true }); });
+    ["closed", "handed_off", "taken_over", "handed_back", "resync"].forEach(function (kind) {
       source.addEventListener(kind, function (event) { note(event); want({ turns: true, status: true }); });
     });
     source.addEventListener("summarised", function (event) { note(event); want({ summary: true }); });
@@ -122,6 +128,8 @@
         gone = true;
         disconnect();
         stopPolling();
+        var viewing = document.getElementById("staff-viewing");  // its ping would only meet a 404 now
+        if (viewing) viewing.remove();
         say(kind === "deleted" ? "This session has been deleted." : "This session has expired (retention).");
       });
     });
