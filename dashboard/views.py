@@ -124,8 +124,9 @@ def _detail_page(request: HttpRequest, session_id: str, *, status: int = 200, **
     # The hand-off panel's buttons act on its state: META strongly consistent (one more GetItem),
     # not a DAX copy that may predate the take-over this page follows.
     handoff_meta = session_get(session_id=session_id, consistent=True)
-    viewing = detail_selectors.session_staff_viewing(session_id=session_id, username=request.user.get_username(),
-                                                     meta=handoff_meta)
+    staff_services.staff_viewing_record(session_id=session_id, username=request.user.get_username(),
+                                        meta=handoff_meta)
+    viewing = detail_selectors.session_staff_viewing(session_id=session_id, meta=handoff_meta)
     return render(request, "dashboard/session_detail.html",
                   {"d": detail, "meta": detail.meta, "handoff_meta": handoff_meta, "viewing": viewing,
                    **_handoff_context(request, handoff_meta, **handoff)}, status=status)
@@ -136,8 +137,9 @@ def _detail_page(request: HttpRequest, session_id: str, *, status: int = 200, **
 def session_viewing_view(request: HttpRequest, session_id: str) -> HttpResponse:
     """The detail page's heartbeat (every 20 s): record that this user has the page open and
     answer who of the staff has it open now, and who owns the session."""
-    viewing = detail_selectors.session_staff_viewing(session_id=_id(session_id, field="session_id"),
-                                                     username=request.user.get_username())
+    meta = staff_services.staff_viewing_record(session_id=_id(session_id, field="session_id"),
+                                               username=request.user.get_username())
+    viewing = detail_selectors.session_staff_viewing(session_id=meta.session_id, meta=meta)
     return render(request, "dashboard/partials/staff_viewing.html", {"viewing": viewing})
 
 

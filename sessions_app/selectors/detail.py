@@ -21,7 +21,6 @@ from ..realtime import (
     presence_get,
     rate_limit_peek,
     staff_viewing,
-    staff_viewing_ping,
 )
 from .presenters import session_dict, summary_dict, turn_dict
 from .provenance import Provenance, redis_read, store_read
@@ -107,19 +106,17 @@ class StaffViewing:
     read: Provenance
 
 
-def session_staff_viewing(*, session_id: str, username: str, meta: SessionMeta | None = None) -> StaffViewing:
-    """``username`` has the session's page open (its ping, on Redis time), and who else has: the
-    staff members seen within the TTL, with the session's hand-off owner.
+def session_staff_viewing(*, session_id: str, meta: SessionMeta | None = None) -> StaffViewing:
+    """Who of the staff has the session's page open (seen within the presence TTL, most recent
+    first), with the session's hand-off owner. A read: the page's own ping is
+    ``services.staff.staff_viewing_record``.
 
-    The ping is the page's own heartbeat, not a change of the session: a short-lived Redis mark
-    (``realtime.staff_presence``, 60 s TTL, covered by the privacy delete) like a read's
-    bookkeeping. META comes first (through DAX: the owner may lag a take-over by DAX's item TTL,
-    the next ping catches up; a caller that has read META passes it), so a session that does not
-    exist raises ``SessionNotFound`` and leaves no mark. Redis down: no ping, and ``viewers`` is None — "unknown", never "nobody".
+    META comes through DAX: the owner may lag a take-over by DAX's item TTL, and the next ping
+    catches up; a caller that has read META passes it. Redis down: ``viewers`` is None —
+    "unknown", never "nobody".
     """
     meta = meta if meta is not None else session_get(session_id=session_id)
     with redis_read() as timer:
-        staff_viewing_ping(session_id=session_id, username=username)
         viewers = staff_viewing(session_id=session_id)
     return StaffViewing(session_id=session_id, owner=meta.owner or None,
                         owner_name=(meta.owner_name or meta.owner) if meta.owner else None,

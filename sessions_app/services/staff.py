@@ -1,5 +1,5 @@
-"""Staff actions on sessions from the console and the admin: close, regenerate a summary, and
-the audit row of an export. (Privacy deletes: ``privacy.py``; the audit log: ``audit.py``.)
+"""Staff actions on sessions from the console and the admin: close, regenerate a summary, the
+audit row of an export, and the detail page's "I have this open" ping. (Privacy deletes: ``privacy.py``; the audit log: ``audit.py``.)
 
 Every action writes one audit row, also when it fails (see ``audit.audited``).
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser
 
 from ..models import AuditLog, SessionMeta
+from ..realtime import staff_viewing_ping
 from ..selectors.sessions import session_get
 from .audit import audit_record, audited
 from .sessions import session_close
@@ -43,3 +44,14 @@ def staff_export_record(*, actor: AbstractBaseUser, fmt: str, scope: str, sessio
     """Audit an export before it streams (a stream that breaks half-way has still exposed data)."""
     return audit_record(actor=actor, action=f"export_{fmt}", outcome="streamed", session_id=session_id,
                         customer_id=customer_id, detail={"scope": scope, "filters": filters or {}})
+
+
+def staff_viewing_record(*, session_id: str, username: str, meta: SessionMeta | None = None) -> SessionMeta:
+    """``username`` has the session's page open: a short-lived Redis mark on Redis time
+    (``realtime.staff_presence``, 60 s TTL, dropped by the privacy delete) — the page's heartbeat,
+    not a change of the session, so it is not audited. META is read first (or passed by a caller
+    that has it), so a session that does not exist raises ``SessionNotFound`` and leaves no mark;
+    Redis down: no mark (the page then says "unknown"). Returns META for the read that follows."""
+    meta = meta if meta is not None else session_get(session_id=session_id)
+    staff_viewing_ping(session_id=session_id, username=username)
+    return meta
