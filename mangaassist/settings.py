@@ -152,6 +152,11 @@ SECURE_REFERRER_POLICY = "same-origin"
 # runs it on its own port, a cross-origin URL the console's pages name in SSE_ORIGIN.
 SSE_ORIGIN = env_str("SSE_ORIGIN", "").rstrip("/")
 SSE_KEEPALIVE_SECONDS = env_float("SSE_KEEPALIVE_SECONDS", 15.0, minimum=1.0)
+# The SSE process's Redis timeouts (connect, read). Longer than REDIS_SOCKET_TIMEOUT, which keeps a
+# bot request from waiting on a slow Redis: here no request waits, but one event loop serves every
+# stream, and a burst of reconnects (a deploy, a restart) keeps it busy past 0.25 s — a connect
+# timed out then would tell a healthy page "unavailable" and send it polling for 30 s.
+SSE_REDIS_TIMEOUT = env_float("SSE_REDIS_TIMEOUT", 2.0, minimum=0.1)
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [SELF],

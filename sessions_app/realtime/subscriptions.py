@@ -43,7 +43,7 @@ def async_redis(*, max_connections: int = 1000) -> aioredis.Redis:
     loop = asyncio.get_running_loop()
     entry = _pools.get(id(loop))
     if entry is None or entry[0] is not loop:
-        timeout = settings.REDIS_SOCKET_TIMEOUT
+        timeout = settings.SSE_REDIS_TIMEOUT  # see settings: the SSE process's own, longer
         pool = aioredis.ConnectionPool.from_url(
             settings.CACHES["default"]["LOCATION"], max_connections=max_connections,
             socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0),

@@ -31,3 +31,11 @@ def through_dax(console, dax_node, settings):
     yield dax_node
     settings.DAX_ENDPOINTS = []
     dynamo.reset_connections()
+
+
+@pytest.fixture
+def fresh_count(monkeypatch):
+    """The title's "needs a human" count is memoised per process for 5 s: recount on every page."""
+    from sessions_app.selectors import overview as overview_selectors
+
+    monkeypatch.setattr(overview_selectors, "HANDOFF_COUNT_CACHE_SECONDS", 0.0)

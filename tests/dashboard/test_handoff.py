@@ -24,25 +24,8 @@ from tests.fixtures.staff import staff_user
 XSS = '<img src=x onerror="alert(1)">'
 
 
-@pytest.fixture
-def agent(db):
-    user = staff_user(username="ada", group="Agent")
-    user.first_name, user.last_name = "Ada", "Okafor"
-    user.save()
-    return user
-
-
-@pytest.fixture
-def agent_client(agent):
-    client = Client()
-    client.force_login(agent)
-    return client
-
-
-@pytest.fixture(autouse=True)
-def fresh_count(monkeypatch):
-    """The title's count is memoised per process for 5 s: these tests want it recounted."""
-    monkeypatch.setattr(overview_selectors, "HANDOFF_COUNT_CACHE_SECONDS", 0.0)
+# The title's count, recounted on every page (no 5 s memo).
+pytestmark = pytest.mark.usefixtures("fresh_count")
 
 
 def _waiting(reason: str = "customer asks for a person", **kwargs) -> SessionMeta:

@@ -25,29 +25,14 @@ from tests.realtime.conftest import own_redis  # noqa: F401  (the fixture: a Red
 XSS = '<img src=x onerror="alert(1)">'
 
 
-@pytest.fixture(autouse=True)
-def fresh_count(monkeypatch):
-    """The title's count is memoised per process for 5 s: these tests want it recounted."""
-    monkeypatch.setattr(overview_selectors, "HANDOFF_COUNT_CACHE_SECONDS", 0.0)
-
-
-@pytest.fixture
-def agent(db):
-    user = staff_user(username="ada", group="Agent")
-    user.first_name, user.last_name = "Ada", "Okafor"
-    user.save()
-    return user
+# The title's count, recounted on every page (no 5 s memo).
+pytestmark = pytest.mark.usefixtures("fresh_count")
 
 
 def _client(user) -> Client:
     client = Client()
     client.force_login(user)
     return client
-
-
-@pytest.fixture
-def agent_client(agent):
-    return _client(agent)
 
 
 def _waiting(reason: str = "customer asks for a person", **kwargs):
