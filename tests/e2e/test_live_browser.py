@@ -1,19 +1,22 @@
 """The live console in Chromium: a supervisor watches a session's detail page while the bot
-appends turns through the services; the change feed (a real stream consumer) publishes them, the
+appends turns and asks for a human through the HTTP API; the change feed (a real stream consumer) publishes them, the
 SSE server (sessions_app.live, uvicorn in a thread) pushes them, and the page shows them without
 a reload."""
 
 from __future__ import annotations
 
 import copy
+import json
 import threading
 import time
+import urllib.request
 
 import pytest
 
 from sessions_app.live import EventsApp
 from sessions_app.realtime import keys as rkeys
 from sessions_app.services import session_start
+from sessions_app.services.api_keys import api_key_create
 from sessions_app.services.handoff import handoff_request
 from sessions_app.services.turns import turn_append
 from sessions_app.streams.consumer import StreamConsumer, stream_arn_of
@@ -34,6 +37,15 @@ def _off_this_thread(fn, *args):
     return out[0] if out else None
 
 
+def pages_stream_from(server, settings) -> None:
+    """The console's pages name ``server`` as their SSE origin (and the CSP lets them connect)."""
+    origin = f"http://localhost:{server.port}"  # the live server's host: the session cookie is sent
+    settings.SSE_ORIGIN = origin
+    policy = copy.deepcopy(settings.CONTENT_SECURITY_POLICY)
+    policy["DIRECTIVES"]["connect-src"] = [*policy["DIRECTIVES"]["connect-src"], origin]
+    settings.CONTENT_SECURITY_POLICY = policy
+
+
 @pytest.fixture
 def live_stack(site, settings):
     """The SSE server for ``site``'s pages and a stream consumer thread, for one test."""
@@ -41,11 +53,7 @@ def live_stack(site, settings):
     settings.STREAM_LEASE_SECONDS = 5.0
     overrides = _off_this_thread(_share_connections)
     server = start_server(EventsApp(console_origins=[site], keepalive=1.0, retry_ms=1000))
-    origin = f"http://localhost:{server.port}"  # the live server's host: the session cookie is sent
-    settings.SSE_ORIGIN = origin
-    policy = copy.deepcopy(settings.CONTENT_SECURITY_POLICY)
-    policy["DIRECTIVES"]["connect-src"] = [*policy["DIRECTIVES"]["connect-src"], origin]
-    settings.CONTENT_SECURITY_POLICY = policy
+    pages_stream_from(server, settings)
     consumer = StreamConsumer(stream_arn=stream_arn_of(), handlers=handlers_from_settings(), consumer_id="e2e")
     thread = threading.Thread(target=consumer.run, name="stream-consumer", daemon=True)
     thread.start()
@@ -58,6 +66,14 @@ def live_stack(site, settings):
         _off_this_thread(_unshare_connections, overrides)
 
 
+def _bot_post(site: str, key: str, path: str, body: dict) -> int:
+    """The bot runtime's call: ``POST /api/v1<path>`` on the live server with its API key."""
+    request = urllib.request.Request(f"{site}/api/v1{path}", data=json.dumps(body).encode(), method="POST",
+                                     headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status
+
+
 def test_new_turns_appear_on_the_detail_page_without_a_reload(make_page, site, live_stack, redis_client):
     meta, _ = session_start(customer_id="cust-live", channel="web")
     turn_append(session_id=meta.session_id, role="user", text="ワンピース 105巻はありますか？", client_msg_id="u1")
@@ -68,8 +84,10 @@ def test_new_turns_appear_on_the_detail_page_without_a_reload(make_page, site, l
     wait_for(lambda: dict(redis_client.pubsub_numsub(channel)).get(channel.encode(), 0) >= 1, timeout=15,
              what="the page's stream to subscribe")
 
+    bot_key = api_key_create(name="bot-runtime", scope="write")[1]
     started = time.monotonic()
-    turn_append(session_id=meta.session_id, role="assistant", text="在庫がございます <b>限定版</b>", client_msg_id="a1")
+    assert _bot_post(site, bot_key, f"/sessions/{meta.session_id}/turns",
+                     {"role": "assistant", "text": "在庫がございます <b>限定版</b>", "client_msg_id": "a1"}) == 201
     shown = page.locator("#timeline").get_by_text("在庫がございます <b>限定版</b>")
     shown.wait_for(timeout=15_000)
     shown_after = time.monotonic() - started
@@ -77,7 +95,8 @@ def test_new_turns_appear_on_the_detail_page_without_a_reload(make_page, site, l
     assert "&lt;b&gt;限定版&lt;/b&gt;" in shown.evaluate("e => e.innerHTML")  # chat text is escaped
     print(f"turn shown {shown_after * 1000:.0f} ms after the append")
 
-    handoff_request(session_id=meta.session_id, reason="customer asks for a person")
+    assert _bot_post(site, bot_key, f"/sessions/{meta.session_id}/handoff",
+                     {"reason": "customer asks for a person"}) == 200
     page.locator("#handoff-panel").get_by_text("customer asks for a person").wait_for(timeout=15_000)
     assert page.evaluate("window.__notReloaded") is True
 

@@ -16,8 +16,10 @@ from sessions_app.selectors import overview as overview_selectors
 from sessions_app.services import session_start
 from sessions_app.services.handoff import handoff_request, handoff_take
 from sessions_app.services.turns import turn_append
-from tests.e2e.test_live_browser import live_stack  # noqa: F401  (the fixture: SSE server + consumer)
+from sessions_app.live import EventsApp
+from tests.e2e.test_live_browser import _off_this_thread, live_stack, pages_stream_from  # noqa: F401
 from tests.fixtures.celery_workers import wait_for
+from tests.live.conftest import _share_connections, _unshare_connections, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 
@@ -55,3 +57,33 @@ def test_the_queue_shows_a_new_hand_off_without_a_reload(make_page, site, live_s
     assert page.locator("#nav-handoffs .count-badge").count() == 0
     assert page.evaluate("window.__notReloaded") is True
     page.close()  # its stream ends now, before the SSE server stops (no cancelled stream at shutdown)
+
+
+@pytest.fixture
+def refusing_sse(site, settings):
+    """An SSE server that refuses the console's pages (403: their origin is not its console's):
+    the EventSource is closed at once, as behind a proxy that blocks streams."""
+    overrides = _off_this_thread(_share_connections)
+    server = start_server(EventsApp(console_origins=["https://elsewhere.example"]))
+    pages_stream_from(server, settings)
+    try:
+        yield server
+    finally:
+        stop_server(server)
+        _off_this_thread(_unshare_connections, overrides)
+
+
+def test_without_the_stream_the_queue_says_so_and_follows_by_polling(make_page, site, refusing_sse, monkeypatch):
+    monkeypatch.setattr(overview_selectors, "HANDOFF_COUNT_CACHE_SECONDS", 0.0)
+    meta, _ = session_start(customer_id="cust-poll", channel="web")
+    page = make_page(group="Supervisor")
+    page.goto(f"{site}/handoffs/")
+    status = page.locator("#live-list")
+    status.get_by_text("Live updates unavailable: refreshing every 10 s.").wait_for(timeout=10_000)
+    page.evaluate("window.__notReloaded = true")
+
+    handoff_request(session_id=meta.session_id, reason="wants a person")  # no change feed here
+    page.locator(f'#queue-region tr[data-session-id="{meta.session_id}"]').wait_for(timeout=25_000)
+    assert page.evaluate("window.__notReloaded") is True  # the poll swapped it in
+    wait_for(lambda: re.match(r"\(1\) Needs a human", page.title()), timeout=5, what="the title's count")
+    page.close()

@@ -17,18 +17,17 @@
 // at a time. The region's data-queue-count (when the partial says it) becomes the page title's
 // "(n)" and the nav's count badge. A region holding the focus (a "Take over" button being
 // clicked) is refreshed once the focus leaves it.
-// unavailable, or the stream failing 3 times in a row → poll every 10 s instead, and try the stream
-// again after 30 s (doubling to 5 min while it keeps failing) — as live.js does.
+// The stream's rules (reconnects, catching up once it opens, when it counts as away) are
+// live-stream.js's; while it is away the list polls every 10 s and says so.
 (function () {
   "use strict";
-  var POLL_MS = 10000, RETRY_FIRST_MS = 30000, RETRY_MAX_MS = 300000, ERRORS_BEFORE_FALLBACK = 3;
-  var DEBOUNCE_MS = 250, STALE_RETRIES = 3;
+  var POLL_MS = 10000, DEBOUNCE_MS = 250, STALE_RETRIES = 3;
   var PRESENT = { handed_off: true }, ABSENT = { taken_over: true, handed_back: true, closed: true, deleted: true, expired: true };
 
   var root, eventsUrl, rowsUrl, regionSel, kinds = {}, minGapMs = 1500, settleMs = 0, track = "";
-  var source = null, lastEventId = "", errors = 0, retryMs = RETRY_FIRST_MS, retryTimer = null, pollTimer = null;
+  var pollTimer = null;
   var dirty = false, timer = null, inFlight = false, lastRefresh = 0, settleTimer = null, settleArmed = false;
-  var waitingForBlur = false, opened = false;
+  var waitingForBlur = false;
   var expect = {}, staleRetries = 0;
 
   function say(text) {
@@ -132,22 +131,9 @@
       });
   }
 
-  // --- the stream -------------------------------------------------------------------------------
-  function url() {
-    // A new EventSource does not send Last-Event-ID: say it in the query instead.
-    if (!lastEventId) return eventsUrl;
-    return eventsUrl + (eventsUrl.indexOf("?") < 0 ? "?" : "&") + "last_event_id=" + encodeURIComponent(lastEventId);
-  }
-
-  function note(event) {
-    if (event.lastEventId) lastEventId = event.lastEventId;
-    errors = 0;
-    try { return JSON.parse(event.data) || {}; } catch (e) { return {}; }
-  }
-
+  // --- the stream (live-stream.js) -------------------------------------------------------------
   function onChange(kind) {
-    return function (event) {
-      var data = note(event);
+    return function (data) {
       if (track === "queue" && data.session_id) {
         if (PRESENT[kind]) expect[data.session_id] = true;
         else if (ABSENT[kind]) expect[data.session_id] = false;
@@ -157,43 +143,11 @@
     };
   }
 
-  function connect() {
-    retryTimer = null;
-    if (typeof EventSource === "undefined") return fallBack();
-    source = new EventSource(url(), { withCredentials: true });
-    source.addEventListener("open", function () {
-      errors = 0;
-      retryMs = RETRY_FIRST_MS;
-      // The first subscription carries no Last-Event-ID (a change between the page's render and
-      // now would be missed), and back from polling: catch up once.
-      if (!opened || pollTimer) want(false);
-      opened = true;
-      stopPolling();
-      say("");
-    });
-    Object.keys(kinds).forEach(function (kind) { source.addEventListener(kind, onChange(kind)); });
-    source.addEventListener("resync", function (event) { note(event); want(false); });
-    source.addEventListener("unavailable", function () { fallBack(); });
-    source.addEventListener("error", function () {
-      // CLOSED: refused (403, not an event stream) — EventSource gives up by itself. CONNECTING:
-      // it retries by itself; after a few failures in a row, poll instead.
-      if (source && (source.readyState === EventSource.CLOSED || ++errors >= ERRORS_BEFORE_FALLBACK)) fallBack();
-    });
-  }
-
-  function disconnect() {
-    if (source) source.close();
-    source = null;
-  }
-
-  function fallBack() {
-    disconnect();
-    errors = 0;
-    startPolling();
-    if (!retryTimer && typeof EventSource !== "undefined") {
-      retryTimer = setTimeout(connect, retryMs);
-      retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
-    }
+  function handlers() {
+    var on = {};
+    Object.keys(kinds).forEach(function (kind) { on[kind] = onChange(kind); });
+    on.resync = function () { want(false); };
+    return on;
   }
 
   // --- polling, while the stream is away --------------------------------------------------------
@@ -210,7 +164,7 @@
 
   function start() {
     root = document.getElementById("live-list");
-    if (!root || typeof htmx === "undefined") return;
+    if (!root || typeof htmx === "undefined" || !window.MangaLive) return;
     eventsUrl = root.dataset.eventsUrl;
     rowsUrl = root.dataset.rowsUrl;
     regionSel = root.dataset.region;
@@ -219,10 +173,14 @@
     if (root.dataset.minGapMs) minGapMs = parseInt(root.dataset.minGapMs, 10) || minGapMs;
     if (root.dataset.countSettleMs) settleMs = parseInt(root.dataset.countSettleMs, 10) || 0;
     if (!eventsUrl || !rowsUrl || !regionSel) return;
-    connect();
-    window.addEventListener("pagehide", disconnect);
-    window.addEventListener("pageshow", function (event) {  // back from the bfcache: catch up
-      if (event.persisted && !source && !retryTimer) { connect(); want(false); }
+    window.MangaLive.follow(eventsUrl, {
+      on: handlers(),
+      onOpen: function (catchUp) {
+        if (catchUp) want(false);
+        stopPolling();
+        say("");
+      },
+      onAway: startPolling
     });
   }
 

@@ -10,19 +10,18 @@
 //                       (one GET of this page, parts picked by hx-select / selectOOB)
 // summarised          → the summary panel (its partial)
 // deleted, expired    → a note; nothing left to refresh
-// unavailable, or the stream failing 3 times in a row → poll every 5 s instead, and try the
-// stream again after 30 s (doubling to 5 min while it keeps failing).
+// The stream's rules (reconnects, catching up once it opens, when it counts as away) are
+// live-stream.js's; while it is away this page polls every 5 s.
 //
 // A panel holding the focus or text being typed (the hand-off reply form) is not replaced.
 (function () {
   "use strict";
-  var POLL_MS = 5000, RETRY_FIRST_MS = 30000, RETRY_MAX_MS = 300000, ERRORS_BEFORE_FALLBACK = 3;
+  var POLL_MS = 5000;
 
   var root, eventsUrl, turnsUrl, summaryUrl;
-  var source = null, lastEventId = "", errors = 0, retryMs = RETRY_FIRST_MS, retryTimer = null;
-  var pollTimer = null, pollTick = 0;
+  var stream = null, pollTimer = null, pollTick = 0;
   var pending = { turns: false, status: false, summary: false }, flushTimer = null;
-  var wantSeq = 0, staleRetries = 0, gone = false, opened = false;
+  var wantSeq = 0, staleRetries = 0, gone = false;
 
   function say(text) {
     root.textContent = text;
@@ -86,74 +85,33 @@
     if (p.summary) refreshSummary();
   }
 
-  // --- the stream -----------------------------------------------------------------------------
-  function url() {
-    // A new EventSource does not send Last-Event-ID: say it in the query instead.
-    if (!lastEventId) return eventsUrl;
-    return eventsUrl + (eventsUrl.indexOf("?") < 0 ? "?" : "&") + "last_event_id=" + encodeURIComponent(lastEventId);
-  }
-
-  function note(event) {
-    if (event.lastEventId) lastEventId = event.lastEventId;
-    errors = 0;
-    try { return JSON.parse(event.data); } catch (e) { return {}; }
-  }
-
-  function connect() {
-    retryTimer = null;
-    if (gone || typeof EventSource === "undefined") return fallBack();
-    source = new EventSource(url(), { withCredentials: true });
-    source.addEventListener("open", function () {
-      errors = 0;
-      retryMs = RETRY_FIRST_MS;
-      // The first subscription carries no Last-Event-ID: a change between this page's render and
-      // now would be missed, so read the page's parts once. Back from polling: catch up too.
-      if (!opened || pollTimer) want({ turns: true, status: true });
-      opened = true;
+  // --- the stream (live-stream.js) -------------------------------------------------------------
+  function ended(kind) {
+    return function () {
+      gone = true;
+      if (stream) stream.stop();
       stopPolling();
-    });
-    source.addEventListener("turn", function (event) {
-      var data = note(event);
-      if (data.seq > wantSeq) wantSeq = data.seq;
-      want({ turns: true });
-    });
-    source.addEventListener("delivery", function (event) { note(event); want({ turns: true }); });
+      var viewing = document.getElementById("staff-viewing");  // its ping would only meet a 404 now
+      if (viewing) viewing.remove();
+      say(kind === "deleted" ? "This session has been deleted." : "This session has expired (retention).");
+    };
+  }
+
+  function handlers() {
+    var on = {
+      turn: function (data) {
+        if (data.seq > wantSeq) wantSeq = data.seq;
+        want({ turns: true });
+      },
+      delivery: function () { want({ turns: true }); },
+      summarised: function () { want({ summary: true }); },
+      deleted: ended("deleted"),
+      expired: ended("expired")
+    };
     ["closed", "handed_off", "taken_over", "handed_back", "resync"].forEach(function (kind) {
-      source.addEventListener(kind, function (event) { note(event); want({ turns: true, status: true }); });
+      on[kind] = function () { want({ turns: true, status: true }); };
     });
-    source.addEventListener("summarised", function (event) { note(event); want({ summary: true }); });
-    ["deleted", "expired"].forEach(function (kind) {
-      source.addEventListener(kind, function (event) {
-        note(event);
-        gone = true;
-        disconnect();
-        stopPolling();
-        var viewing = document.getElementById("staff-viewing");  // its ping would only meet a 404 now
-        if (viewing) viewing.remove();
-        say(kind === "deleted" ? "This session has been deleted." : "This session has expired (retention).");
-      });
-    });
-    source.addEventListener("unavailable", function () { fallBack(); });
-    source.addEventListener("error", function () {
-      // CLOSED: refused (403, not an event stream) — EventSource gives up by itself. CONNECTING:
-      // it retries by itself; after a few failures in a row, poll instead.
-      if (source && (source.readyState === EventSource.CLOSED || ++errors >= ERRORS_BEFORE_FALLBACK)) fallBack();
-    });
-  }
-
-  function disconnect() {
-    if (source) source.close();
-    source = null;
-  }
-
-  function fallBack() {
-    disconnect();
-    errors = 0;
-    startPolling();
-    if (!gone && !retryTimer && typeof EventSource !== "undefined") {
-      retryTimer = setTimeout(connect, retryMs);
-      retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
-    }
+    return on;
   }
 
   // --- polling, while the stream is away ----------------------------------------------------------
@@ -173,15 +131,18 @@
 
   function start() {
     root = document.getElementById("live-updates");
-    if (!root || typeof htmx === "undefined") return;
+    if (!root || typeof htmx === "undefined" || !window.MangaLive) return;
     eventsUrl = root.dataset.eventsUrl;
     turnsUrl = root.dataset.turnsUrl;
     summaryUrl = root.dataset.summaryUrl;
     wantSeq = topSeq();
-    connect();
-    window.addEventListener("pagehide", disconnect);
-    window.addEventListener("pageshow", function (event) {  // back from the bfcache
-      if (event.persisted && !source && !retryTimer) connect();
+    stream = window.MangaLive.follow(eventsUrl, {
+      on: handlers(),
+      onOpen: function (catchUp) {
+        if (catchUp) want({ turns: true, status: true });
+        stopPolling();
+      },
+      onAway: startPolling
     });
   }
 
