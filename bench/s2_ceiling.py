@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 
 from . import loadgen
-from .stats import Progress, lat, ratio, say, summarize
+from .stats import Progress, lat, ratio, say, slices_summary
 
 TARGET_PCT = 60.0
 
@@ -59,13 +59,9 @@ def run(stack, ctx, *, concurrency: int, rounds: int, seconds: float) -> dict:
     out = {"concurrency": concurrency, "rounds": rounds, "slice_seconds": seconds, "workers": len(app.workers),
            "variants": {}}
     for name in variants:
-        rates = sorted(slices[name])
         out["variants"][name] = {
-            "req_per_s_median": round(rates[len(rates) // 2], 1) if rates else None,
-            "req_per_s_slices": [round(r, 1) for r in slices[name]],
-            "latency_ms": summarize(latencies[name]),
+            **slices_summary(slices[name], latencies[name], errors[name]),
             "cpu_ms_per_request": round(cpu[name][0] / cpu[name][1] * 1000, 3) if cpu[name][1] else None,
-            "errors": errors[name],
         }
     bare = out["variants"]["bare"]["req_per_s_median"]
     warm = out["variants"]["context-warm"]["req_per_s_median"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import time
 
-from .stats import Progress, lat, ratio, say, summarize
+from .stats import Progress, ratio, say, summarize
 
 LIST_P95_TARGET_MS = 50.0
 GROWTH_TARGET = 1.2
@@ -97,7 +97,7 @@ def run(stack, ctx, *, small: int, large: int, turns_each: int, big_turns: int, 
         rows.append([f"4 staff ({small:,} → {large:,} sessions)", page,
                      f"p50/p95 {s.get('p50', 0):.1f}/{s.get('p95', 0):.1f} → {l.get('p50', 0):.1f}/{l.get('p95', 0):.1f} ms",
                      f"p95 growth {growth}×" + (f"; {target}" if target else ""), verdict])
-    rows.append([f"4 staff", "data actually loaded",
+    rows.append(["4 staff", "data actually loaded",
                  f"{small:,} + {large:,} sessions", f"~{turns_each} turns/session, big session {big_turns:,} turns", ""])
     out["rows"] = rows
     return out

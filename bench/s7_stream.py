@@ -30,54 +30,20 @@ to 60 s where the turn events arrive in well under a second; the live-event figu
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
 
 from . import loadgen
-from .stack import ROOT, process_cpu_seconds
+from .consumer import BUCKET, ConsumerProgress, consumer_start, consumer_wait_reading
 from .stats import lat, say, summarize
 
 TABLE = "bench-stream"
 CLIENTS = 32  # scenario 3's highest-rate case: 32 clients, many sessions
-QUIET_SECONDS = 2.0  # no new records for this long: the consumer is caught up
-BUCKET = 10  # realtime.keys.STREAM_BUCKET_SECONDS
-
-
-class _Progress:
-    """Polls the consumers' cumulative record count (stream_progress) and the consumer's CPU."""
-
-    def __init__(self, pid: int, since: float):
-        self.pid, self.since = pid, since
-
-    def sample(self) -> tuple[float, int, float]:
-        from sessions_app.realtime import stream_progress
-
-        now = time.time()
-        seconds = BUCKET * (math.ceil((now - self.since) / BUCKET) + 2)
-        progress = stream_progress(seconds=seconds, now=now)
-        return now, (progress.records if progress else 0), process_cpu_seconds(self.pid)
-
-    def until_quiet(self, *, timeout: float, proc: subprocess.Popen) -> tuple[float, int, float]:
-        """(time, records, cpu) when the count last moved, once it has stood still QUIET_SECONDS."""
-        last = self.sample()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"stream_consume exited with code {proc.returncode}")
-            time.sleep(0.25)
-            now = self.sample()
-            if now[1] != last[1]:
-                last = now
-            elif now[0] - last[0] >= QUIET_SECONDS:
-                return last
-        raise RuntimeError(f"the consumer did not catch up within {timeout:.0f}s")
 
 
 class _Events:
@@ -120,25 +86,6 @@ class _Events:
         self._client.close()
 
 
-def _consumer_start(stack, log_path) -> subprocess.Popen:
-    env = dict(os.environ)
-    env.update(DYNAMODB_TABLE=TABLE, DAX_ENDPOINTS=stack.dax_endpoint, PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "manage.py", "stream_consume", "--consumer-id", f"bench-{os.getpid()}"],
-                            cwd=ROOT, env=env, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-
-
-def _wait_reading(proc: subprocess.Popen, log_path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if b" reading arn:" in log_path.read_bytes():
-            return
-        if proc.poll() is not None:
-            raise RuntimeError(f"stream_consume exited with code {proc.returncode}: {log_path.read_text()[-2000:]}")
-        time.sleep(0.05)
-    raise RuntimeError(f"stream_consume did not start within {timeout:.0f}s")
-
-
 def run(stack, ctx, *, sessions: int, seconds: float) -> dict:
     from django.conf import settings
 
@@ -177,11 +124,11 @@ def run(stack, ctx, *, sessions: int, seconds: float) -> dict:
     log_path = stack.work / "stream-consume.log"
     events = _Events(stack.redis_url, prefix)
     t_spawn = time.time()
-    proc = _consumer_start(stack, log_path)
+    proc = consumer_start(stack, log_path, table=TABLE)
     out: dict = {"sessions": sessions, "clients": CLIENTS, "load_seconds": seconds}
     try:
-        _wait_reading(proc, log_path)
-        poll = _Progress(proc.pid, since=t_spawn)
+        consumer_wait_reading(proc, log_path)
+        poll = ConsumerProgress(proc.pid, since=t_spawn)
         t0, r0, c0 = poll.sample()
         say("scenario 7: consumer started, draining the backlog")
         t1, r1, c1 = poll.until_quiet(timeout=300, proc=proc)

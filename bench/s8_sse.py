@@ -39,24 +39,16 @@ from devtools import procs
 
 from . import loadgen
 from .s1_context import TABLE
-from .s7_stream import _Progress, _wait_reading
+from .consumer import ConsumerProgress, consumer_start, consumer_wait_reading
 from .sse_probe import (ACTIVITY, rss_mib, sse_health, sse_server_spawn, sse_wait_ready, stream_paths,
                         viewer_cookie)
 from .stack import ROOT, process_cpu_seconds
-from .stats import Progress, lat, ratio, say, summarize
+from .stats import Progress, lat, ratio, say, slices_summary, summarize
 
 CLIENTS = 8  # scenario 2's closed-loop clients: enough to keep the 3 sync workers and both cores busy
 APPEND_RATE = 4.0  # appends per second during every slice (both variants)
 DRAIN_SECONDS = 2.0  # after a with-streams slice: the last appends' events still arrive
 TARGET = 0.10  # with streams within 10 % of without: req/s, p50 and p95
-
-
-def _consumer_start(stack, log_path) -> subprocess.Popen:
-    env = dict(os.environ)
-    env.update(DYNAMODB_TABLE=TABLE, DAX_ENDPOINTS=stack.dax_endpoint, PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "manage.py", "stream_consume", "--consumer-id", f"bench-sse-{os.getpid()}"],
-                            cwd=ROOT, env=env, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
 
 
 class _Holder:
@@ -207,9 +199,9 @@ def run(stack, ctx, *, sessions: int, streams: int, rounds: int, seconds: float,
         for raw in contexts:
             loadgen.send(app.port, raw)
         t_spawn = time.time()
-        consumer = _consumer_start(stack, consumer_log)
-        _wait_reading(consumer, consumer_log)
-        poll = _Progress(consumer.pid, since=t_spawn)
+        consumer = consumer_start(stack, consumer_log, table=TABLE, name="bench-sse")
+        consumer_wait_reading(consumer, consumer_log)
+        poll = ConsumerProgress(consumer.pid, since=t_spawn)
         t0, r0, _ = poll.sample()
         t1, r1, _ = poll.until_quiet(timeout=300, proc=consumer)
         out["consumer_backlog"] = {"records": r1 - r0, "seconds": round(t1 - t0, 2)}
@@ -324,12 +316,8 @@ def run(stack, ctx, *, sessions: int, streams: int, rounds: int, seconds: float,
 
     out["variants"] = {}
     for name in variants:
-        rates = sorted(slices[name])
         out["variants"][name] = {
-            "req_per_s_median": round(rates[len(rates) // 2], 1) if rates else None,
-            "req_per_s_slices": [round(r, 1) for r in slices[name]],
-            "latency_ms": summarize(latencies[name]),
-            "errors": errors[name],
+            **slices_summary(slices[name], latencies[name], errors[name]),
             "sse_cpu_pct_of_a_core": round(100 * sse_cpu[name][0] / max(1e-6, sse_cpu[name][1]), 2),
             "consumer_cpu_pct_of_a_core": round(100 * consumer_cpu[name][0] / max(1e-6, consumer_cpu[name][1]), 2),
             "gunicorn_cpu_ms_per_request": round(1000 * app_cpu[name][0] / max(1, app_cpu[name][1]), 3),

@@ -35,6 +35,19 @@ def summarize(samples: list[float]) -> dict:
     }
 
 
+def slices_summary(rates: list[float], latencies: list[float], errors: int) -> dict:
+    """One variant of an interleaved closed-loop comparison: its slices' median req/s (the figure
+    compared; a median resists a slice that a neighbour's burst slowed), every slice's req/s, the
+    latency of all its requests, and its non-2xx answers."""
+    ordered = sorted(rates)
+    return {
+        "req_per_s_median": round(ordered[len(ordered) // 2], 1) if ordered else None,
+        "req_per_s_slices": [round(r, 1) for r in rates],
+        "latency_ms": summarize(latencies),
+        "errors": errors,
+    }
+
+
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
     if not numerator or not denominator:
         return None

@@ -17,7 +17,8 @@ from sessions_app.services import session_start
 from sessions_app.services.handoff import handoff_request, handoff_take
 from sessions_app.services.turns import turn_append
 from sessions_app.live import EventsApp
-from tests.e2e.test_live_browser import _off_this_thread, live_stack, pages_stream_from  # noqa: F401
+from tests.e2e.test_live_browser import _off_this_thread, pages_stream_from
+from tests.e2e.test_live_browser import live_stack  # noqa: F401  (the fixture: SSE server + consumer)
 from tests.fixtures.celery_workers import wait_for
 from tests.live.conftest import _share_connections, _unshare_connections, start_server, stop_server
 
