@@ -120,6 +120,14 @@ class Subscription:
                 if left <= 0:
                     return None
                 message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
+                # A cancel that lands as redis-py's read timeout expires is turned into that
+                # timeout by the timeout context (the Python 3.11 race, bpo-42130 and kin) and
+                # get_message answers None: the task would go on as if never cancelled, and an
+                # SSE stream whose browser left would keep its connection forever (writes to a
+                # gone client raise nothing). The task still says it is cancelling: honour it.
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError()
                 if message is None or message.get("type") != "message":
                     continue  # a subscribe confirmation, a health-check pong, or nothing yet
                 event = _event(message["data"])

@@ -209,8 +209,11 @@ async def _open_all(port: int, paths: list[str], cookie: str, *, timeout: float 
     try:
         await asyncio.wait_for(asyncio.gather(*(one(p) for p in paths)), timeout)
     finally:
+        # Closed and waited for, inside the loop: a socket left to the loop's end (or to the
+        # garbage collector) stays open, and the server would go on holding its stream.
         for writer in writers:
             writer.close()
+        await asyncio.gather(*(w.wait_closed() for w in writers), return_exceptions=True)
     return outcomes
 
 
