@@ -254,7 +254,19 @@ STREAM_HANDLERS = env_list("STREAM_HANDLERS", [
     "sessions_app.services.changes.cache_coherence",
     "sessions_app.services.changes.live_events",
     "sessions_app.services.changes.fleet_counters",
+    "sessions_app.services.search_index.search_index",
 ])
+
+# --- Search (docs/architecture.md §Search) ------------------------------------------------------
+# "sqlite": the embedded engine, a file beside the other local state (one host's indexer);
+# "postgres": the production engine, at SEARCH_DATABASE_URL (RDS/Aurora PostgreSQL).
+SEARCH_ENGINE = env_str("SEARCH_ENGINE", "sqlite")
+if SEARCH_ENGINE not in ("sqlite", "postgres"):
+    raise ImproperlyConfigured("SEARCH_ENGINE must be sqlite or postgres")
+SEARCH_SQLITE_PATH = env_str("SEARCH_SQLITE_PATH", str(LOCAL_DIR / "search.sqlite3"))
+SEARCH_DATABASE_URL = env_str("SEARCH_DATABASE_URL", "")
+if SEARCH_ENGINE == "postgres" and not SEARCH_DATABASE_URL:
+    raise ImproperlyConfigured("SEARCH_ENGINE=postgres needs SEARCH_DATABASE_URL (postgresql://user:pass@host/db)")
 
 # --- Redis ------------------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -6,11 +6,14 @@ partition Queried and removed with BatchWriteItem (PynamoDB retries unprocessed 
 re-Queried with ConsistentRead — a turn that landed meanwhile is caught and deleted in the next
 round — and its Redis keys deleted. Redis down: the store delete still happens and the receipt
 says the Redis keys were not removed (they expire on their TTLs). DAX is not told: its caches
-may serve copies for up to their TTL; the receipt states until when.
+may serve copies for up to their TTL; the receipt states until when. The search index loses the
+session's documents in the same action and keeps a tombstone, so the change feed's copies still
+on their way cannot bring it back; the receipt counts the documents (or says why not).
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -22,6 +25,7 @@ from ..exceptions import InvalidInput, RedisUnavailable, SessionNotFound
 from ..ids import validate_id
 from ..models import ChatItem
 from ..realtime.privacy import realtime_forget_customer, realtime_forget_session
+from ..search import search_engine
 from ..selectors.privacy import customer_session_ids, item_kinds, session_items
 from .audit import audited
 from .sessions import session_close
@@ -32,12 +36,16 @@ from .sessions import session_close
 DAX_DEFAULT_TTL_SECONDS = 300
 DELETE_ROUNDS = 3
 
+log = logging.getLogger("sessions_app.privacy")
+
 
 @dataclass(frozen=True, kw_only=True)
 class _Receipt:
     items_deleted: dict[str, int]
     redis_keys_deleted: int | None
     redis_error: str | None
+    search_docs_deleted: int | None  # documents taken out of the search index (None: it failed)
+    search_error: str | None
     verified_empty: bool
     completed_at: datetime
     dax_ttl_seconds: int = DAX_DEFAULT_TTL_SECONDS
@@ -48,7 +56,7 @@ class _Receipt:
 
     @property
     def complete(self) -> bool:
-        return self.verified_empty and self.redis_error is None
+        return self.verified_empty and self.redis_error is None and self.search_error is None
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -78,6 +86,8 @@ class _Erasure:
     verified_empty: bool = False
     redis_deleted: int = 0
     redis_error: str | None = None
+    search_deleted: int = 0
+    search_error: str | None = None
 
 
 def _erase_session(*, session_id: str) -> _Erasure:
@@ -103,6 +113,13 @@ def _erase_session(*, session_id: str) -> _Erasure:
                 batch.delete(item)
         erasure.deleted.update(item_kinds(items))
     erasure.verified_empty = not session_items(session_id=session_id)
+    # The search index in the same action (its tombstone keeps the change feed's late copies
+    # out). Any failure of it is the receipt's to tell, not a reason to stop the erasure.
+    try:
+        erasure.search_deleted = search_engine().session_delete(session_id)
+    except Exception as exc:  # noqa: BLE001 — reported on the receipt, which is then incomplete
+        log.exception("privacy delete of %s: the search index could not be updated", session_id)
+        erasure.search_error = f"search index: {type(exc).__name__}: {exc}"
     try:
         erasure.redis_deleted += realtime_forget_session(session_id=session_id)
     except RedisUnavailable as exc:
@@ -123,6 +140,8 @@ def privacy_delete_execute(*, actor: AbstractBaseUser, session_id: str, confirm:
             session_id=session_id, customer_id=erasure.customer_id, items_deleted=dict(erasure.deleted),
             redis_keys_deleted=None if erasure.redis_error else erasure.redis_deleted,
             redis_error=erasure.redis_error, verified_empty=erasure.verified_empty, completed_at=utcnow(),
+            search_docs_deleted=None if erasure.search_error else erasure.search_deleted,
+            search_error=erasure.search_error,
         )
         audit.outcome = "ok" if receipt.complete else "incomplete"
         audit.detail["receipt"] = receipt.as_dict()
@@ -147,6 +166,7 @@ def privacy_customer_delete(*, actor: AbstractBaseUser, customer_id: str, confir
         unverified: list[str] = []  # erased, yet the consistent re-read still found items
         deleted: Counter[str] = Counter()
         redis_deleted, redis_errors = 0, []
+        search_deleted, search_errors = 0, []
         for _ in range(DELETE_ROUNDS):
             new = [sid for sid in customer_session_ids(customer_id=customer_id) if sid not in erased]
             if not new:
@@ -160,6 +180,9 @@ def privacy_customer_delete(*, actor: AbstractBaseUser, customer_id: str, confir
                 redis_deleted += erasure.redis_deleted
                 if erasure.redis_error:
                     redis_errors.append(erasure.redis_error)
+                search_deleted += erasure.search_deleted
+                if erasure.search_error:
+                    search_errors.append(erasure.search_error)
         listed = [sid for sid in customer_session_ids(customer_id=customer_id) if sid not in unverified]
         remaining = unverified + [sid for sid in listed if session_items(session_id=sid)]
         try:
@@ -170,7 +193,8 @@ def privacy_customer_delete(*, actor: AbstractBaseUser, customer_id: str, confir
             customer_id=customer_id, session_ids=erased, remaining_session_ids=remaining,
             items_deleted=dict(deleted), redis_keys_deleted=None if redis_errors else redis_deleted,
             redis_error=redis_errors[0] if redis_errors else None, verified_empty=not remaining,
-            completed_at=utcnow(),
+            completed_at=utcnow(), search_docs_deleted=None if search_errors else search_deleted,
+            search_error=search_errors[0] if search_errors else None,
         )
         audit.outcome = "ok" if receipt.complete else "incomplete"
         audit.detail["receipt"] = receipt.as_dict()
