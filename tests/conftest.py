@@ -37,14 +37,18 @@ def infra(tmp_path_factory):
         "AWS_ACCESS_KEY_ID": "local",
         "AWS_SECRET_ACCESS_KEY": "local",
         "AWS_REGION": "us-east-1",
+        # The search index of this test session (workers and consumers in subprocesses share it).
+        "SEARCH_ENGINE": "sqlite",
+        "SEARCH_SQLITE_PATH": str(tmp_path_factory.mktemp("search") / "search.sqlite3"),
     }
     os.environ.update(env)
     settings.DYNAMODB_ENDPOINT = endpoint
     settings.REDIS_URL = redis_url
     settings.CELERY_BROKER_URL = broker_url
     settings.CACHES["default"]["LOCATION"] = redis_url
+    settings.SEARCH_ENGINE, settings.SEARCH_SQLITE_PATH = env["SEARCH_ENGINE"], env["SEARCH_SQLITE_PATH"]
     _forget_cache_connections()
-    info = {"dynamodb_endpoint": endpoint, "redis_url": redis_url, "redis_port": redis_port, "broker_url": broker_url, "logs": logs}
+    info = {"search_sqlite_path": env["SEARCH_SQLITE_PATH"], "dynamodb_endpoint": endpoint, "redis_url": redis_url, "redis_port": redis_port, "broker_url": broker_url, "logs": logs}
     try:
         yield info
     finally:
