@@ -6,6 +6,8 @@ from sessions_app import selectors
 from sessions_app.demo import demo_sessions
 from sessions_app.services.bulk import sessions_bulk_load
 from sessions_app.clock import utcnow
+from sessions_app.search import search_engine
+from sessions_app.services.search_index import search_reindex
 
 
 class Command(BaseCommand):
@@ -19,6 +21,8 @@ class Command(BaseCommand):
     def handle(self, *args, sessions, threads, force, **options):
         if not force and selectors.session_list(limit=1).sessions:
             self.stdout.write("demo data: table already has sessions, skipping")
+            if search_engine().state().sessions == 0:  # a new index beside an old table (search enabled later)
+                self._reindex(day_from=None)
             return
         plan = demo_sessions(count=sessions, now=utcnow())
         total_turns = sum(len(s.turns) for s in plan)
@@ -31,3 +35,9 @@ class Command(BaseCommand):
         done, turns = sessions_bulk_load(specs=plan, threads=threads, progress=progress)
         sys.stdout.write("\n")
         self.stdout.write(self.style.SUCCESS(f"demo data: {done} sessions, {turns} turns"))
+        # Searchable at once: the change feed would index them too, but only as fast as it reads.
+        self._reindex(day_from=min(s.started_at for s in plan).date() if plan else None)
+
+    def _reindex(self, *, day_from):
+        progress = search_reindex(day_from=day_from, resume=False)
+        self.stdout.write(f"search index: {progress.sessions} sessions, {progress.docs} documents")
