@@ -30,9 +30,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("sessions_app.services",),
     # reads
     ("sessions_app.selectors",),
-    # boundaries to the outside: declarations, Redis, the summarizers, the task broker
+    # boundaries to the outside: declarations, Redis, the summarizers, the task broker, the search index
     ("sessions_app.models", "sessions_app.realtime", "sessions_app.summarizers", "sessions_app.jobs",
-     "sessions_app.streams"),
+     "sessions_app.streams", "sessions_app.search"),
     # the one DynamoDB/DAX connection module and the pure key builders
     ("sessions_app.dynamo", "sessions_app.keys"),
     # neutral: imported by everything, importing nothing of the project's
