@@ -29,9 +29,9 @@ from bench.stack import WEB_CONCURRENCY, Stack  # noqa: E402
 from bench.stats import say  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-SCENARIOS = ("context", "ceiling", "append", "staff", "ratelimit", "summaries", "stream", "sse")
+SCENARIOS = ("context", "ceiling", "append", "staff", "ratelimit", "summaries", "stream", "sse", "search")
 ALIASES = {"1": "context", "2": "ceiling", "3": "append", "4": "staff", "5": "ratelimit", "6": "summaries", "7": "stream",
-           "8": "sse"}
+           "8": "sse", "9": "search"}
 
 # Sizes: QUICK is a smoke run (all scenarios in under 3 minutes on a 2-core machine).
 SIZES = {
@@ -40,13 +40,15 @@ SIZES = {
                   staff_small=500, staff_large=5000, staff_turns=3, staff_big=2000, staff_rounds=8,
                   rate_rounds=3, rate_seconds=1.0, summaries_sessions=2, summaries_samples=5,
                   stream_sessions=40, stream_seconds=8.0,
-                  sse_streams=200, sse_rounds=3, sse_seconds=3.0, sse_idle=5.0),
+                  sse_streams=200, sse_rounds=3, sse_seconds=3.0, sse_idle=5.0,
+                  search_turns=20_000, search_rounds=5),
     "full": dict(context_sessions=200, context_rounds=3, ceiling_concurrency=8, ceiling_rounds=5, ceiling_seconds=3.0,
                  append_sessions=200, append_rounds=3, append_seconds=3.0, append_tx=200,
                  staff_small=10_000, staff_large=100_000, staff_turns=10, staff_big=10_000, staff_rounds=100,
                  rate_rounds=5, rate_seconds=2.0, summaries_sessions=10, summaries_samples=30,
                  stream_sessions=200, stream_seconds=30.0,
-                 sse_streams=200, sse_rounds=5, sse_seconds=6.0, sse_idle=20.0),
+                 sse_streams=200, sse_rounds=5, sse_seconds=6.0, sse_idle=20.0,
+                 search_turns=1_000_000, search_rounds=20),
 }
 
 
@@ -111,12 +113,13 @@ def table_markdown(rows: list[list[str]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--scenario", action="append", help=f"one of {', '.join(SCENARIOS)} (or 1-8); repeatable")
+    parser.add_argument("--scenario", action="append", help=f"one of {', '.join(SCENARIOS)} (or 1-9); repeatable")
     parser.add_argument("--quick", action="store_true", help="reduced sizes: a smoke run")
     parser.add_argument("--sessions-small", type=int, help="staff pages: sessions in the small table (full: 10,000)")
     parser.add_argument("--sessions-large", type=int, help="staff pages: sessions in the large table (full: 100,000)")
     parser.add_argument("--turns-per-session", type=int, help="staff pages: mean turns per session (full: 10)")
     parser.add_argument("--big-turns", type=int, help="staff pages: turns of the one big session (full: 10,000)")
+    parser.add_argument("--search-turns", type=int, help="search: turns indexed per engine (full: 1,000,000)")
     parser.add_argument("--ddb-dir", type=Path, help="keep our DynamoDB Local's data here (load large sets once)")
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     parser.add_argument("--keep-logs", action="store_true")
@@ -130,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         chosen.append(name)
     sizes = dict(SIZES["quick" if args.quick else "full"])
     for flag, key in (("sessions_small", "staff_small"), ("sessions_large", "staff_large"),
-                      ("turns_per_session", "staff_turns"), ("big_turns", "staff_big")):
+                      ("turns_per_session", "staff_turns"), ("big_turns", "staff_big"), ("search_turns", "search_turns")):
         if getattr(args, flag) is not None:
             sizes[key] = getattr(args, flag)
 
@@ -222,6 +225,9 @@ def run_scenario(name: str, stack: Stack, ctx: Context, s: dict) -> dict:
         from bench import s8_sse
         return s8_sse.run(stack, ctx, sessions=s["context_sessions"], streams=s["sse_streams"], rounds=s["sse_rounds"],
                           seconds=s["sse_seconds"], idle=s["sse_idle"])
+    if name == "search":
+        from bench import s9_search
+        return s9_search.run(stack, ctx, turns=s["search_turns"], rounds=s["search_rounds"])
     raise ValueError(name)
 
 
