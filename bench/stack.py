@@ -133,6 +133,9 @@ class Stack:
             "DJANGO_DEBUG": "0",
             "LOG_LEVEL": "WARNING",
             "DATABASE_URL": f"sqlite:///{self.work / 'bench.sqlite3'}",
+            # The consumers' search indexer writes here, never into `make run`'s index.
+            "SEARCH_ENGINE": "sqlite",
+            "SEARCH_SQLITE_PATH": str(self.work / "search.sqlite3"),
             "DYNAMODB_ENDPOINT": self.ddb_endpoint,
             "DYNAMODB_TABLE": "bench-context",
             "DAX_ENDPOINTS": "",
