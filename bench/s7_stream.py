@@ -16,7 +16,9 @@ its CPU is its own process's (utime + stime from /proc, every thread).
    per record, records per append, appends/s against the baseline, and how long after the load
    stopped the consumer was caught up. Independently of the consumer's own lag figures, the
    bench subscribes to the live-event channel and times each turn event from the turn's
-   ``created_at`` to its arrival (write → event seen by a subscriber);
+   ``created_at`` to its arrival (write → event seen by a subscriber), and a probe appends a
+   turn with a word of its own every 0.25 s and times it until search finds it (append →
+   searchable: the consumer's ``search_index`` handler, in the index the settings name);
 4. SIGTERM: the consumer must finish, say what it did and leave no lease held;
 5. the load once more without a consumer, so the with-consumer phase sits between two baselines.
 
@@ -86,6 +88,54 @@ class _Events:
         self._client.close()
 
 
+class _SearchProbe:
+    """Appends a turn carrying a word of its own every ``interval`` seconds (over HTTP, as the
+    load does) and times how long until the search index answers it: append → searchable,
+    through the consumer's ``search_index`` handler and the engine the settings name."""
+
+    def __init__(self, port: int, token: str, session_id: str, *, interval: float = 0.25):
+        self.port, self.token, self.session_id, self.interval = port, token, session_id, interval
+        self.samples: list[float] = []
+        self.missed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _word(n: int) -> str:
+        letters = "".join("bcdfghjklmnpqrstvwxz"[int(d)] for d in f"{n:06d}")
+        return f"zq{letters}"  # letters only: the analysis keeps it one word
+
+    def _run(self) -> None:
+        import http.client
+
+        from sessions_app.search import search_engine
+
+        n = 0
+        while not self._stop.is_set():
+            n += 1
+            word = self._word(n)
+            body = json.dumps({"role": "user", "text": f"probe {word}", "client_msg_id": uuid.uuid4().hex})
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            conn.request("POST", f"/api/v1/sessions/{self.session_id}/turns", body=body,
+                         headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
+            ok = conn.getresponse().status == 201
+            conn.close()
+            written = time.monotonic()
+            deadline = written + 30
+            while ok and time.monotonic() < deadline and not search_engine().search(word, limit=1).hits:
+                time.sleep(0.01)
+            if ok and time.monotonic() < deadline:
+                self.samples.append((time.monotonic() - written) * 1000)
+            else:
+                self.missed += 1
+            self._stop.wait(self.interval)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(40)
+
+
 def run(stack, ctx, *, sessions: int, seconds: float) -> dict:
     from django.conf import settings
 
@@ -141,7 +191,11 @@ def run(stack, ctx, *, sessions: int, seconds: float) -> dict:
         time.sleep(BUCKET - time.time() % BUCKET + 0.05)
         say(f"scenario 7: {CLIENTS} clients appending for {seconds:g}s, consumer following")
         t2, r2, c2 = poll.sample()
-        followed = loadgen.closed_loop(server.port, make, concurrency=CLIENTS, seconds=seconds, ok=ok)
+        probe = _SearchProbe(server.port, token, ids[0])
+        try:
+            followed = loadgen.closed_loop(server.port, make, concurrency=CLIENTS, seconds=seconds, ok=ok)
+        finally:
+            probe.close()
         t3 = time.time()
         t4, r4, c4 = poll.until_quiet(timeout=300, proc=proc)
         buckets = (int(t4) // BUCKET - int(t2) // BUCKET) + 1
@@ -161,6 +215,7 @@ def run(stack, ctx, *, sessions: int, seconds: float) -> dict:
             "origins": progress.origins if progress else None,
             "turn_event_lag_ms": summarize(events.between(t2, t4)),
             "records_per_append": round((r4 - r2) / max(1, followed.statuses.get(201, 0)), 2),
+            "append_to_searchable_ms": summarize(probe.samples), "search_probe_missed": probe.missed,
         }
     finally:
         events.close()
@@ -210,6 +265,10 @@ def run(stack, ctx, *, sessions: int, seconds: float) -> dict:
          f"{follow['progress_batches']} batches); caught up {follow['caught_up_after_load_s']:.1f} s after the load stopped", ""],
         ["7 stream", "turn written → live event seen", lat(ev) if ev.get("n") else "–",
          f"p50/p95/p99 over {ev.get('n', 0):,} turn events (pub/sub subscriber in the bench)", ""],
+        ["7 stream", "turn appended → found by search", lat(follow["append_to_searchable_ms"])
+         if follow["append_to_searchable_ms"].get("n") else "–",
+         f"p50/p95/p99 over {follow['append_to_searchable_ms'].get('n', 0)} probe turns during the load "
+         f"({follow['search_probe_missed']} not found in 30 s); engine {settings.SEARCH_ENGINE}", ""],
         ["7 stream", "consumer following the load", f"{follow['records_per_s']:,.0f} records/s",
          f"CPU {follow['cpu_ms_per_record']:.3f} ms/record ({follow['consumer_cpu_share'] * 100:.0f} % of a core); "
          f"{follow['records_per_append']:g} records per append", ""],
