@@ -26,4 +26,5 @@ bootstrap-dev:
 # Production settings must pass Django's deployment checks.
 check: bootstrap
 	MANGAASSIST_ENV=production DJANGO_SECRET_KEY=$$(head -c 48 /dev/urandom | base64) \
-	DJANGO_ALLOWED_HOSTS=console.example.com $(PY) manage.py check --deploy --fail-level WARNING
+	DJANGO_ALLOWED_HOSTS=console.example.com SEARCH_ENGINE=postgres SEARCH_DATABASE_URL=postgresql://search.example.com/mangaassist \
+	$(PY) manage.py check --deploy --fail-level WARNING

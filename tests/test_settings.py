@@ -13,12 +13,25 @@ def _manage(*args, **env):
     return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=base | env, capture_output=True, text=True)
 
 
+PRODUCTION = {"MANGAASSIST_ENV": "production", "DJANGO_ALLOWED_HOSTS": "console.example.com",
+              "DJANGO_SECRET_KEY": "x" * 20 + "production-secret-key-for-the-check-0123456789",
+              "SEARCH_ENGINE": "postgres", "SEARCH_DATABASE_URL": "postgresql://search.example.com/mangaassist"}
+
+
 def test_production_settings_pass_the_deployment_checks():
-    result = _manage("check", "--deploy", "--fail-level", "WARNING", MANGAASSIST_ENV="production",
-                     DJANGO_SECRET_KEY="x" * 20 + "production-secret-key-for-the-check-0123456789",
-                     DJANGO_ALLOWED_HOSTS="console.example.com")
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_a_production_search_index_in_a_local_file_is_warned_about():
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", **{**PRODUCTION, "SEARCH_ENGINE": "sqlite"})
+    assert result.returncode != 0 and "mangaassist.W001" in result.stderr + result.stdout
+
+
+def test_the_postgres_search_engine_needs_its_url():
+    result = _manage("check", **{**PRODUCTION, "SEARCH_DATABASE_URL": ""})
+    assert result.returncode != 0 and "SEARCH_DATABASE_URL" in result.stderr
 
 
 def test_production_refuses_to_start_without_a_secret_key():
