@@ -9,6 +9,7 @@ want=()
 command -v java >/dev/null 2>&1 || want+=(openjdk-17-jre-headless)
 command -v redis-server >/dev/null 2>&1 || want+=(redis-server)
 command -v npm >/dev/null 2>&1 || want+=(npm)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || want+=(postgresql)  # search tests start their own server
 if [[ "${WITH_BROWSER:-0}" == 1 ]]; then
   command -v chromium >/dev/null 2>&1 || want+=(chromium)
   # Japanese chat text must render in the browser tests' screenshots, not as empty boxes.

@@ -153,3 +153,138 @@ def stop(proc: subprocess.Popen, *, timeout: float = 10) -> None:
             kill_group(proc)
             proc.wait(5)
     kill_group(proc)
+
+
+POSTGRES_OS_USER = "postgres"  # PostgreSQL refuses to run as root; as root we run it as this user
+
+
+def postgres_bindir() -> Path:
+    """The newest installed PostgreSQL's binaries: Debian keeps each major version under
+    /usr/lib/postgresql/<major>/bin (off PATH); else ``pg_config --bindir``; else PATH."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                   key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0)
+    if found:
+        return found[-1].parent
+    if shutil.which("pg_config"):
+        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True)
+        bindir = Path(out.stdout.strip())
+        if out.returncode == 0 and (bindir / "initdb").exists():
+            return bindir
+    initdb = shutil.which("initdb")
+    if initdb is None:
+        raise StackError("PostgreSQL is missing (apt-get install postgresql)")
+    return Path(initdb).resolve().parent
+
+
+def _postgres_user() -> dict:
+    """Popen's ``user``/``group`` to run PostgreSQL's programs with: the postgres OS user when we
+    are root (initdb and postgres both refuse root), else ourselves."""
+    if os.geteuid() != 0:
+        return {}
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(POSTGRES_OS_USER)
+    except KeyError:
+        message = f"running as root needs the {POSTGRES_OS_USER!r} OS user (apt-get install postgresql)"
+        raise StackError(message) from None
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
+def _postgres_dir(path: Path, as_user: dict) -> None:
+    """Make ``path`` (data or socket dir) exist, private to the server's user (initdb wants 0700)."""
+    path.mkdir(parents=True, exist_ok=True)
+    if as_user:
+        os.chown(path, as_user["user"], as_user["group"])
+    path.chmod(0o700)
+    # Every parent must be traversable by that user: pytest's /tmp/pytest-of-root is not, for one
+    # (callers use tempfile.mkdtemp under /tmp instead).
+    if as_user:
+        for parent in path.resolve().parents:
+            if not os.stat(parent).st_mode & 0o001:
+                raise StackError(f"{parent} is not traversable by the {POSTGRES_OS_USER} user; put {path} elsewhere")
+
+
+def spawn_postgres(port: int, *, data_dir: Path, log: Path | None = None,
+                   socket_dir: Path | None = None) -> subprocess.Popen:
+    """Start a throw-away PostgreSQL server on 127.0.0.1:``port`` and return at once (see
+    :func:`start_postgres`). ``data_dir`` is initialised (trust auth, user ``postgres``, UTF-8)
+    unless it already holds a cluster; durability is off (fsync, synchronous_commit,
+    full_page_writes): the data is a test's, speed matters more."""
+    bindir = postgres_bindir()
+    as_user = _postgres_user()
+    data_dir = Path(data_dir)
+    socket_dir = Path(socket_dir) if socket_dir else data_dir  # the Unix socket: never /var/run/postgresql's
+    _postgres_dir(data_dir, as_user)
+    if not (data_dir / "PG_VERSION").exists():
+        done = subprocess.run(
+            [str(bindir / "initdb"), "-D", str(data_dir), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-locale"],
+            capture_output=True, text=True, stdin=subprocess.DEVNULL, **as_user)
+        if done.returncode != 0:
+            raise StackError(f"initdb failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
+    _postgres_dir(socket_dir, as_user)
+    args = [str(bindir / "postgres"), "-D", str(data_dir), "-p", str(port), "-k", str(socket_dir),
+            "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
+            "-c", "full_page_writes=off", "-c", "max_connections=200"]
+    return spawn(args, log, **as_user)
+
+
+def start_postgres(port: int, *, data_dir: Path, log: Path | None = None, database: str = "search_test",
+                   timeout: float = 60) -> subprocess.Popen:
+    """Start a throw-away PostgreSQL server; return once it accepts connections and has
+    ``database``. Stop it with :func:`stop_postgres`."""
+    proc = spawn_postgres(port, data_dir=data_dir, log=log)
+    try:
+        wait_for_port("127.0.0.1", port, timeout=timeout, proc=proc, name="postgres")
+        postgres_wait_ready(port, timeout=timeout, proc=proc)
+        postgres_create_database(port, database)
+    except BaseException:
+        stop_postgres(proc)
+        raise
+    return proc
+
+
+def postgres_dsn(port: int, database: str = "search_test") -> str:
+    return f"host=127.0.0.1 port={port} user=postgres dbname={database} connect_timeout=10"
+
+
+def postgres_wait_ready(port: int, *, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    """The port opens before the server takes queries ("the database system is starting up"):
+    connect until one succeeds."""
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with psycopg.connect(postgres_dsn(port, "postgres"), connect_timeout=2):
+                return
+        except psycopg.OperationalError as exc:
+            if proc is not None and proc.poll() is not None:
+                raise StackError(f"postgres exited with code {proc.returncode} while starting") from exc
+            if time.monotonic() > deadline:
+                raise StackError(f"postgres did not accept connections on {port} within {timeout:.0f}s: {exc}") from exc
+            time.sleep(0.1)
+
+
+def postgres_create_database(port: int, database: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(postgres_dsn(port, "postgres"), autocommit=True) as conn:  # CREATE DATABASE: no transaction
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone() is None:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+
+
+def stop_postgres(proc: subprocess.Popen, *, timeout: float = 10) -> None:
+    """Fast shutdown (SIGINT: clients are disconnected, not waited for — SIGTERM, stop()'s signal,
+    is PostgreSQL's "smart" shutdown, which waits for every client to leave), then stop()."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGINT)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    stop(proc, timeout=timeout)

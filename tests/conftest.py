@@ -18,7 +18,7 @@ from devtools import procs
 
 # Fixtures some test packages share: Celery on the test broker, the DAX node and its read paths,
 # staff users for the console and the admin.
-pytest_plugins = ["tests.fixtures.celery_workers", "tests.fixtures.read_paths", "tests.fixtures.staff"]
+pytest_plugins = ["tests.fixtures.celery_workers", "tests.fixtures.read_paths", "tests.fixtures.staff", "tests.fixtures.postgres"]
 
 
 @pytest.fixture(scope="session", autouse=True)
