@@ -90,6 +90,7 @@ def run(stack, ctx, *, turns: int, rounds: int, engines: tuple[str, ...] = ("sql
     say(f"scenario 9: building {turns:,} turns from the demo generator")
     sessions, docs = _docs(turns)
     work = Path(tempfile.mkdtemp(prefix="bench-search-"))
+    work.chmod(0o711)  # PostgreSQL runs as its own OS user and must reach its data dir below
     built, servers = {}, []
     try:
         if "sqlite" in engines:
