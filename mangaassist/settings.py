@@ -363,6 +363,9 @@ CELERY_BEAT_SCHEDULE = {
     # Holds idle for HANDOFF_IDLE_MINUTES go back to the "needs a human" queue.
     "handoff-lapse-sweep": {"task": "sessions_app.handoff_lapse_sweep", "schedule": float(HANDOFF_SWEEP_SECONDS),
                             "options": {"expires": float(HANDOFF_SWEEP_SECONDS)}},
+    # The search index's months past every session's TTL are dropped whole (PostgreSQL engine).
+    "search-retention-sweep": {"task": "sessions_app.search_retention_sweep", "schedule": 86400.0,
+                               "options": {"expires": 3600.0}},
 }
 
 # --- Logging ------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from .exceptions import SessionNotFound, StoreUnavailable
-from .services import handoff, summaries, webhooks
+from .services import handoff, search_index, summaries, webhooks
 from .summarizers import SummarizerUnavailable
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,15 @@ def handoff_lapse_sweep() -> dict:
     if lapsed:
         log.info("hand-off sweep: %d idle holds returned to the queue", lapsed)
     return {"lapsed": lapsed}
+
+
+@sweep_task("sessions_app.search_retention_sweep")
+def search_retention_sweep() -> dict:
+    """Beat (daily): drop the search index's months that hold only expired sessions."""
+    dropped = search_index.search_retention()
+    if dropped:
+        log.info("search retention: dropped %s", ", ".join(dropped))
+    return {"dropped": dropped}
 
 
 @shared_task(

@@ -229,3 +229,19 @@ def search_reindex(*, day_from: date | None = None, day_to: date | None = None, 
         progress.shard, progress.after = 0, None
     engine.progress_set(REINDEX_JOB, None)  # done: the next run starts afresh
     return progress
+
+
+# --- retention --------------------------------------------------------------------------------
+def search_retention(*, now: datetime | None = None) -> list[str]:
+    """Drop the index's month partitions that only hold expired sessions' documents (an engine
+    with partitions: PostgreSQL). A turn of month M belongs to a session started by the end of
+    M, which expires by then + SESSION_TTL_DAYS: every month before the one holding
+    ``now - SESSION_TTL_DAYS`` is past. The change feed's TTL removals delete the same rows one
+    by one; this is the cheap way for whole months (and catches any removal the feed missed).
+    The embedded engine has no partitions and relies on the feed and the TTL filter."""
+    engine = search_engine()
+    drop = getattr(engine, "partitions_drop_before", None)
+    if drop is None:
+        return []
+    oldest_live = ((now or utcnow()) - timedelta(days=settings.SESSION_TTL_DAYS)).date().replace(day=1)
+    return drop(oldest_live)

@@ -38,3 +38,52 @@ def engine(request, tmp_path):
     built.ensure()
     yield built
     built.close()
+
+
+class SearchSettings:
+    """Points the settings (``search_engine()``) at an empty index of one engine kind; ``fresh()``
+    at another empty one (an index that missed what came before)."""
+
+    def __init__(self, kind: str, settings, tmp_path, postgres_dsn: str | None) -> None:
+        self.kind, self.settings, self.tmp_path, self.postgres_dsn = kind, settings, tmp_path, postgres_dsn
+        self.databases: list[str] = []
+
+    def fresh(self) -> None:
+        from sessions_app.search import search_engines_reset
+
+        search_engines_reset()
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        self.settings.SEARCH_ENGINE = self.kind
+        if self.kind == "sqlite":
+            self.settings.SEARCH_SQLITE_PATH = str(self.tmp_path / f"{name}.sqlite3")
+            return
+        import psycopg
+        import psycopg.conninfo
+        from psycopg import sql
+
+        with psycopg.connect(self.postgres_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        self.databases.append(name)
+        self.settings.SEARCH_DATABASE_URL = psycopg.conninfo.make_conninfo(self.postgres_dsn, dbname=name)
+
+    def close(self) -> None:
+        from sessions_app.search import search_engines_reset
+
+        search_engines_reset()
+        if self.databases:
+            import psycopg
+            from psycopg import sql
+
+            with psycopg.connect(self.postgres_dsn, autocommit=True) as conn:
+                for name in self.databases:
+                    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(params=ENGINES)
+def search_settings(request, settings, tmp_path):
+    """The product's own ``search_engine()`` on each engine in turn (indexer, rebuild, retention)."""
+    dsn = request.getfixturevalue("postgres_dsn") if request.param == "postgres" else None
+    chosen = SearchSettings(request.param, settings, tmp_path, dsn)
+    chosen.fresh()
+    yield chosen
+    chosen.close()

@@ -1,11 +1,14 @@
 """The search index kept by the change feed (the real DynamoDB Local stream, the real consumer)
 and rebuilt from the table: appends are found, a close moves the status filter, summaries are
-searchable, deletes and TTL removals take the session out for good."""
+searchable, deletes and TTL removals take the session out for good — on every engine, through
+the product's own ``search_engine()`` (``search_settings``)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+
+import pytest
 
 from django.contrib.auth import get_user_model
 
@@ -28,6 +31,8 @@ from sessions_app.services.turns import turn_append
 from sessions_app.streams.records import TTL_PRINCIPAL, change_from_record
 from tests.builders import make_session
 from tests.streams.conftest import drain, make_consumer, stream, stream_records  # noqa: F401 — the fixture
+
+pytestmark = pytest.mark.usefixtures("search_settings")
 
 
 def _found(query: str, **filters) -> list[tuple[str, int]]:
@@ -98,10 +103,10 @@ def test_a_ttl_expiry_takes_the_session_out(stream):
     assert _found("表紙") == []
 
 
-def test_a_turn_of_a_session_the_index_never_saw_brings_its_meta_from_the_table(stream, tmp_path, settings):
+def test_a_turn_of_a_session_the_index_never_saw_brings_its_meta_from_the_table(stream, search_settings):
     session_id = _session("erin", "ラーメンの漫画を探しています")
     turn_records = [r for r in stream_records(stream) if r["dynamodb"]["Keys"]["SK"]["S"].startswith(keys.TURN_PREFIX)]
-    settings.SEARCH_SQLITE_PATH = str(tmp_path / "fresh.sqlite3")  # an index that missed the META insert
+    search_settings.fresh()  # an index that missed the META insert
     search_index([change_from_record(r) for r in turn_records])
     assert _found("ラーメン", customer_id="erin", channel="line") == [(session_id, 1)]
 
@@ -117,12 +122,12 @@ def test_a_delivery_state_change_is_not_indexed_again(stream):
     assert [d.seq for d in index_batch_of([turn_insert]).docs] == [1]
 
 
-def test_reindex_walks_the_day_index_resumes_and_writes_nothing_twice(ddb, tmp_path, settings, forbid_scans):
+def test_reindex_walks_the_day_index_resumes_and_writes_nothing_twice(ddb, search_settings, forbid_scans):
     today = utcnow().date()
     days = [today - timedelta(days=n) for n in range(3)]
     ids = [make_session(customer_id=f"r{n}", started_at=utcnow() - timedelta(days=n % 3), turns=2).session_id
            for n in range(9)]
-    settings.SEARCH_SQLITE_PATH = str(tmp_path / "rebuilt.sqlite3")
+    search_settings.fresh()
     pages = []
     first = search_reindex(day_from=days[-1], day_to=today, on_page=pages.append, stop=lambda: len(pages) >= 3)
     assert search_reindex_saved() is not None and first.sessions < 9
@@ -134,3 +139,23 @@ def test_reindex_walks_the_day_index_resumes_and_writes_nothing_twice(ddb, tmp_p
     assert search_reindex_sessions(session_ids=ids[:2]) == 4  # idempotent: replaced, not added
     assert len(search_engine().search("turn text", limit=100).hits) == 18
     assert not forbid_scans
+
+
+def test_retention_drops_only_the_months_past_every_sessions_ttl(ddb, search_settings, settings):
+    from sessions_app.search.engine import IndexBatch, SessionDoc, TurnDoc
+    from sessions_app.services.search_index import search_retention
+
+    settings.SESSION_TTL_DAYS = 60
+    now = utcnow().replace(year=2026, month=12, day=3)
+    months = [now - timedelta(days=d) for d in (120, 70, 10)]  # August, September, November
+    search_engine().apply(IndexBatch(
+        sessions=[SessionDoc(session_id=f"s{i}", customer_id="c", channel="web", status="closed", started_at=at)
+                  for i, at in enumerate(months)],
+        docs=[TurnDoc(session_id=f"s{i}", seq=1, role="user", text="在庫", created_at=at) for i, at in enumerate(months)]))
+    dropped = search_retention(now=now)
+    if search_settings.kind == "sqlite":
+        assert dropped == []  # no partitions: the feed's TTL removals and the TTL filter do it
+        return
+    # now - 60 days is in October: August and September hold only expired sessions' turns.
+    assert [name[-6:] for name in dropped] == ["202608", "202609"]
+    assert {h.session_id for h in search_engine().search("在庫").hits} == {"s2"}
