@@ -1,6 +1,6 @@
 """Forms of the console. The sessions list's filter form is a GET form (the URL is the state:
 every filter is a query parameter) that parses text into a ``SessionFilter``, which holds the
-rules."""
+rules; the transcript search form is another, with the query, the same list filters and the order."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from django.core.validators import RegexValidator
 from sessions_app.exceptions import InvalidInput
 from sessions_app.ids import ID_PATTERN, ID_RULE
 from sessions_app.models import CHANNELS, SessionStatus
+from sessions_app.search.engine import NEWEST, ORDERS
 from sessions_app.selectors.filters import SUMMARY_STATES, SessionFilter
+from sessions_app.selectors.search import QUERY_MAX_CHARS
 
 # The alphabet of sessions_app.ids: ids become DynamoDB and Redis keys.
 ID_VALIDATOR = RegexValidator(ID_PATTERN, ID_RULE)
@@ -66,6 +68,56 @@ class SessionFilterForm(forms.Form):
         for name, form_field in self.FORM_FIELDS.items():
             message = message.replace(name, str(self.fields[form_field].label or form_field))
         return message
+
+
+class TranscriptSearchForm(forms.Form):
+    """The search page's GET form: the query, the list's filters (day range, channel, status,
+    customer: the same fields, names and rules as ``SessionFilterForm``), the order and the page
+    (``cursor``). The query's and the cursor's rules are the selector's (``transcript_search``),
+    whose refusal ``show_error`` puts on the field it names."""
+
+    q = forms.CharField(required=False, max_length=QUERY_MAX_CHARS, label="Search",
+                        widget=forms.TextInput(attrs={"type": "search", "autocomplete": "off", "data-search-box": "",
+                                                      "aria-keyshortcuts": "/",
+                                                      "placeholder": "words, numbers or Japanese text"}))
+    day_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    day_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+    customer = forms.CharField(required=False, max_length=128, validators=[ID_VALIDATOR], label="Customer id")
+    status = forms.ChoiceField(required=False, choices=_choices(SessionStatus.ALL))
+    channel = forms.ChoiceField(required=False, choices=_choices(CHANNELS))
+    order = forms.ChoiceField(required=False, choices=[(o, o) for o in ORDERS], initial=NEWEST)
+    cursor = forms.CharField(required=False, widget=forms.HiddenInput, label="Page")
+
+    # The selector's and SessionFilter's field names → this form's.
+    FORM_FIELDS = {"q": "q", "day_from": "day_from", "day_to": "day_to", "customer_id": "customer",
+                   "status": "status", "channel": "channel", "order": "order", "cursor": "cursor"}
+
+    def clean(self):
+        data = super().clean()
+        if self.errors:
+            return data
+        try:
+            self.session_filter = SessionFilter(
+                day_from=data.get("day_from"), day_to=data.get("day_to"), customer_id=data.get("customer") or None,
+                status=data.get("status") or None, channel=data.get("channel") or None)
+        except InvalidInput as exc:
+            self.show_error(exc)
+        return data
+
+    def search_args(self) -> dict:
+        """``transcript_search``'s arguments (a valid form); no ``query`` when nothing was typed."""
+        data = self.cleaned_data
+        return {"query": (data.get("q") or "").strip(), "filters": self.session_filter,
+                "order": data.get("order") or NEWEST, "cursor": data.get("cursor") or None}
+
+    def show_error(self, exc: InvalidInput) -> None:
+        """Show a refusal of the filter or the search on the field it names, in this form's words
+        ("day_from" → "From"); a refusal naming no field of the form goes above the fields."""
+        message = exc.message
+        for name in ("day_from", "day_to", "customer_id"):
+            form_field = self.FORM_FIELDS[name]
+            message = message.replace(name, str(self.fields[form_field].label))
+        self.add_error(self.FORM_FIELDS.get(exc.field or ""), message)
 
 
 class StaffReplyForm(forms.Form):

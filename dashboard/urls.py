@@ -13,6 +13,7 @@ urlpatterns = [
     # Not under sessions/: a session id may be any word ("rows" too).
     path("session-list/rows/", views.session_list_rows, name="session_list_rows"),
     path("sessions/", views.session_list_view, name="session_list"),
+    path("search/", views.search_view, name="search"),
     path("sessions/export/", views.filter_export, name="filter_export"),
     path("sessions/<str:session_id>/", views.session_detail_view, name="session_detail"),
     path("sessions/<str:session_id>/turns/", views.session_turns_older_view, name="session_turns"),

@@ -9,6 +9,9 @@ by the access gate.
 The queue and the session list have partials (their table regions) that ``live-list.js`` swaps in
 when the activity stream reports a hand-off change; the detail page pings a partial every 20 s that
 answers who of the staff has it open.
+
+Transcript search (``search/``) reads like the list; its results link to the detail page with
+``?turn=<seq>#turn-<seq>``, which renders the timeline down to that turn and marks it.
 """
 
 from __future__ import annotations
@@ -32,8 +35,14 @@ from sessions_app.downloads import export_response
 from sessions_app.selectors.export import export_format, session_iter_filtered
 from sessions_app.selectors.filters import SessionFilter
 from sessions_app.selectors.handoff import handoff_queue, handoff_state
-from sessions_app.selectors.overview import handoff_waiting_count, overview_activity, overview_metrics
+from sessions_app.selectors.overview import (
+    handoff_waiting_count,
+    overview_activity,
+    overview_metrics,
+    search_index_panel,
+)
 from sessions_app.selectors.privacy import privacy_customer_plan, privacy_delete_plan
+from sessions_app.selectors.search import SEARCH_PAGE, transcript_search
 from sessions_app.selectors.sessions import session_get, turns_page
 from sessions_app.services import handoff as handoff_services
 from sessions_app.services import privacy as privacy_services
@@ -42,7 +51,7 @@ from sessions_app.services import webhooks as webhook_services
 from sessions_app.services.audit import audited
 
 from .access import OPERATE, VIEW, console_view
-from .forms import DeleteConfirmForm, SessionFilterForm, StaffReplyForm
+from .forms import DeleteConfirmForm, SessionFilterForm, StaffReplyForm, TranscriptSearchForm
 
 
 def _id(value: str, *, field: str) -> str:
@@ -50,6 +59,19 @@ def _id(value: str, *, field: str) -> str:
         return validate_id(value, field=field)
     except InvalidInput:
         raise Http404(f"no such {field}") from None
+
+
+def _seq_param(request: HttpRequest, name: str) -> int | None:
+    """A turn the timeline must reach: ``?turn=<seq>`` (a search result's link: reached and
+    marked) or ``?down_to=<seq>`` (live.js's refresh: the oldest turn the page shows). Navigation
+    hints, not filters: anything but a positive number is ignored."""
+    raw = request.GET.get(name, "")
+    return int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) < 10**12 else None
+
+
+def _down_to(request: HttpRequest) -> int | None:
+    seqs = [s for s in (_seq_param(request, "turn"), _seq_param(request, "down_to")) if s is not None]
+    return min(seqs) if seqs else None
 
 
 # --- overview -------------------------------------------------------------------------------------
@@ -120,7 +142,8 @@ def session_detail_view(request: HttpRequest, session_id: str) -> HttpResponse:
 
 
 def _detail_page(request: HttpRequest, session_id: str, *, status: int = 200, **handoff) -> HttpResponse:
-    detail = detail_selectors.session_detail(session_id=session_id)
+    found = _seq_param(request, "turn")
+    detail = detail_selectors.session_detail(session_id=session_id, down_to=_down_to(request))
     # The hand-off panel's buttons act on its state: META strongly consistent (one more GetItem),
     # not a DAX copy that may predate the take-over this page follows.
     handoff_meta = session_get(session_id=session_id, consistent=True)
@@ -129,7 +152,7 @@ def _detail_page(request: HttpRequest, session_id: str, *, status: int = 200, **
     viewing = detail_selectors.session_staff_viewing(session_id=session_id, meta=handoff_meta)
     return render(request, "dashboard/session_detail.html",
                   {"d": detail, "meta": detail.meta, "handoff_meta": handoff_meta, "viewing": viewing,
-                   **_handoff_context(request, handoff_meta, **handoff)}, status=status)
+                   "found_turn": found, **_handoff_context(request, handoff_meta, **handoff)}, status=status)
 
 
 @require_http_methods(["GET", "POST"])
@@ -146,8 +169,10 @@ def session_viewing_view(request: HttpRequest, session_id: str) -> HttpResponse:
 @require_GET
 @console_view(VIEW)
 def session_turns_older_view(request: HttpRequest, session_id: str) -> HttpResponse:
+    """An older page (``cursor``), or the newest page — down to ``down_to`` if given (live.js keeps
+    the turns the page shows when it refreshes the timeline)."""
     page, read = detail_selectors.session_turns_older(session_id=_id(session_id, field="session_id"),
-                                                     cursor=request.GET.get("cursor", ""))
+                                                     cursor=request.GET.get("cursor", ""), down_to=_down_to(request))
     return render(request, "dashboard/partials/turns.html", {"turns": page.turns, "cursor": page.cursor,
                                                              "session_id": session_id, "read": read})
 
@@ -180,6 +205,35 @@ def customer_detail_view(request: HttpRequest, customer_id: str) -> HttpResponse
         "customer_id": customer_id, "page": page, "day_from": filters.day_from,
         "next_url": f"?{urlencode({'cursor': page.cursor})}" if page.cursor else None,
     })
+
+
+# --- transcript search ----------------------------------------------------------------------------
+
+SEARCH_PAGE_TURNS = SEARCH_PAGE  # matching turns per results page
+
+
+@require_GET
+@console_view(VIEW)
+def search_view(request: HttpRequest) -> HttpResponse:
+    """Transcript search: the query with the list's filters, hits grouped by session, paged by
+    cursor ("Next page"; no total). No query: the form alone. A refused value (bad day, cursor,
+    a query of punctuation only) is shown on its field, with 400."""
+    form = TranscriptSearchForm(request.GET or None)
+    results, status = None, 200
+    if form.is_bound and not form.is_valid():
+        status = 400
+    elif form.is_bound and form.search_args()["query"]:
+        try:
+            results = transcript_search(**form.search_args(), limit=SEARCH_PAGE_TURNS)
+        except InvalidInput as exc:
+            form.show_error(exc)
+            status = 400
+    query = request.GET.copy()
+    query.pop("cursor", None)
+    return render(request, "dashboard/search.html", {
+        "form": form, "results": results, "index": search_index_panel(), "first_url": f"?{query.urlencode()}",
+        "next_url": f"?{urlencode({**query.dict(), 'cursor': results.cursor})}" if results and results.cursor else None,
+    }, status=status)
 
 
 # --- actions (Supervisor) -------------------------------------------------------------------------

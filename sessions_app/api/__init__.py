@@ -11,7 +11,7 @@ from django.urls import URLPattern
 from ninja import NinjaAPI
 from ninja.operation import Operation
 
-from . import connections, listing, sessions  # noqa: F401  (listing adds GET /sessions to sessions.router)
+from . import connections, listing, search, sessions  # noqa: F401  (listing adds GET /sessions to sessions.router)
 from .errors import errors_install, json_method_not_allowed
 from .methods import head_as_get
 
@@ -43,5 +43,6 @@ api = _Api(
 errors_install(api)
 api.add_router("/", sessions.router)
 api.add_router("/", connections.router)
+api.add_router("/", search.router)
 
 __all__ = ["api"]

@@ -28,6 +28,19 @@ from .sessions import TurnPage, session_get, summary_latest, turns_page
 from .summaries import SummaryState, summary_state
 
 DETAIL_TURNS = 50
+# The most turns the page renders to reach a turn a search result links to (``?turn=``); one
+# Query (``turns_page``'s bound). Older than that, the page's script loads older pages itself.
+DETAIL_FIND_MAX_TURNS = 500
+
+
+def detail_turns_for(*, turn_count: int, down_to: int | None, page: int = DETAIL_TURNS) -> int:
+    """How many of the newest turns the timeline shows so that turn ``down_to`` is among them:
+    whole pages of ``page`` turns (what pressing "Load older turns" would have shown), at most
+    ``DETAIL_FIND_MAX_TURNS``. No ``down_to`` (or none in range): one page."""
+    if down_to is None or not 1 <= down_to <= turn_count or turn_count - down_to < page:
+        return page
+    pages = -(-(turn_count - down_to + 1) // page)  # ceil
+    return max(page, min(pages, DETAIL_FIND_MAX_TURNS // page) * page)
 
 
 @dataclass(frozen=True)
@@ -46,13 +59,15 @@ class SessionDetail:
     rate_read: Provenance
 
 
-def session_detail(*, session_id: str, turns: int = DETAIL_TURNS) -> SessionDetail:
-    """META, the newest ``turns`` turns, the latest summary, presence and the customer's rate
-    window — each with where it was read from and how long it took."""
+def session_detail(*, session_id: str, turns: int = DETAIL_TURNS, down_to: int | None = None) -> SessionDetail:
+    """META, the newest ``turns`` turns (down to turn ``down_to`` if given: see
+    ``detail_turns_for``), the latest summary, presence and the customer's rate window — each
+    with where it was read from and how long it took."""
     with store_read() as t_meta:
         meta = session_get(session_id=session_id)
     with store_read() as t_turns:
-        page = turns_page(session_id=session_id, limit=turns, meta=meta)
+        limit = detail_turns_for(turn_count=int(meta.turn_count), down_to=down_to, page=turns)
+        page = turns_page(session_id=session_id, limit=limit, meta=meta)
     with store_read() as t_summary:
         summary = summary_latest(meta=meta)
     with redis_read() as t_presence:
@@ -71,10 +86,18 @@ def session_detail(*, session_id: str, turns: int = DETAIL_TURNS) -> SessionDeta
     )
 
 
-def session_turns_older(*, session_id: str, cursor: str, limit: int = DETAIL_TURNS) -> tuple[TurnPage, Provenance]:
-    """The next older page of the timeline (the cursor comes from the previous page)."""
+def session_turns_older(*, session_id: str, cursor: str, limit: int = DETAIL_TURNS,
+                        down_to: int | None = None) -> tuple[TurnPage, Provenance]:
+    """The next older page of the timeline (the cursor comes from the previous page). Without a
+    cursor: the newest page, or — with ``down_to`` — the newest turns down to that one (the live
+    refresh of a page that shows older turns keeps showing them)."""
     with store_read() as timer:
-        page = turns_page(session_id=session_id, cursor=cursor, limit=limit)
+        if cursor or down_to is None:
+            page = turns_page(session_id=session_id, cursor=cursor, limit=limit)
+        else:
+            meta = session_get(session_id=session_id)
+            page = turns_page(session_id=session_id, meta=meta,
+                              limit=detail_turns_for(turn_count=int(meta.turn_count), down_to=down_to, page=limit))
     return page, timer.provenance
 
 

@@ -4,12 +4,14 @@ Each number comes from its own source (see the template): presence and rate/cach
 Redis, counts from index Queries (memoised per process), DAX cache ratios from the DAX node's
 stats endpoint over HTTP, latencies from this process's own histograms. The change feed's panel
 (lag, throughput, leases, the last error), the fleet-wide counts and the activity feed come from
-``selectors.stream``: what every stream consumer wrote to Redis, and the lease table.
+``selectors.stream``: what every stream consumer wrote to Redis, and the lease table. The search
+index's panel (engine, sessions indexed, age of the newest indexed change) from the index itself.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import urllib.error
@@ -35,10 +37,13 @@ from ..realtime import (
 from ..streams.records import ORIGINS
 from .handoff import handoff_queue_count
 from .provenance import ROUTE_LABELS, ROUTE_REDIS, redis_latency, redis_read
+from .search import search_index_status
 from .stream import FleetSummary, StreamStatus, activity_feed, fleet_summary, stream_status
 from .summaries import BACKLOG_COUNT_CAP, summary_backlog_count
 
 CONTEXT_CACHE_ALERT_BELOW = 0.80
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -206,6 +211,36 @@ def fleet_panel(*, stream: StreamPanel, minutes: int = 15) -> FleetPanel:
     )
 
 
+# --- the search index -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SearchIndexPanel:
+    """The transcript search index as the overview (and the search page) show it. ``state``:
+    ``ok`` or ``unreadable`` (the index could not be read: ``error`` says why, every number is
+    None). ``age_seconds``: how long ago the newest change the index reflects happened — the
+    index may be that far behind, or nothing changed since (it says which it cannot)."""
+
+    state: str
+    engine: str
+    sessions: int | None
+    newest_change_at: datetime | None
+    age_seconds: float | None
+    error: str | None = None
+
+
+def search_index_panel() -> SearchIndexPanel:
+    """The index's state; a failure to read it (a locked or missing file, the database down — any
+    engine's error) is the panel's ``unreadable`` state, never the page's 500."""
+    try:
+        status = search_index_status()
+    except Exception as exc:  # noqa: BLE001 - each engine raises its own driver's errors
+        log.warning("the search index could not be read: %s", exc, exc_info=True)
+        return SearchIndexPanel(state="unreadable", engine=str(settings.SEARCH_ENGINE), sessions=None,
+                                newest_change_at=None, age_seconds=None, error=f"{type(exc).__name__}: {exc}"[:300])
+    return SearchIndexPanel(state="ok", engine=status.engine, sessions=status.sessions,
+                            newest_change_at=status.newest_change_at, age_seconds=status.lag_seconds)
+
+
 @dataclass(frozen=True)
 class ActivityRow:
     id: str
@@ -282,6 +317,7 @@ class Overview:
     fleet: FleetPanel
     series: dict = field(default_factory=dict)  # chart data (json_script)
     handoff_waiting: int | None = None  # hand-offs waiting for a human (None: the store did not answer)
+    search: SearchIndexPanel | None = None  # the transcript search index
 
 
 # --- memoised counts ------------------------------------------------------------------------------
@@ -423,4 +459,5 @@ def overview_metrics() -> Overview:
         fleet=fleet,
         series=series,
         handoff_waiting=handoff_waiting_count(),
+        search=search_index_panel(),
     )

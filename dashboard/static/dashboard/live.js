@@ -14,6 +14,8 @@
 // live-stream.js's; while it is away this page polls every 5 s.
 //
 // A panel holding the focus or text being typed (the hand-off reply form) is not replaced.
+// A refresh keeps the turns the page shows: it asks for the newest turns down to the oldest one
+// shown (?down_to=, see depth()), so older pages loaded — or the turn a search result opened — stay.
 (function () {
   "use strict";
   var POLL_MS = 5000;
@@ -33,6 +35,14 @@
     return first ? parseInt(first.id.replace("turn-", ""), 10) || 0 : 0;
   }
 
+  // "?down_to=<the oldest seq shown>" for the refreshes, "" with no turn shown.
+  function depth() {
+    var turns = document.querySelectorAll("#timeline li.turn");
+    if (!turns.length) return "";
+    var oldest = parseInt(turns[turns.length - 1].id.replace("turn-", ""), 10);
+    return oldest > 0 ? "?down_to=" + oldest : "";
+  }
+
   function editing(region) {
     if (region.contains(document.activeElement) && document.activeElement !== document.body) return true;
     var fields = region.querySelectorAll("textarea, input[type=text]");
@@ -43,7 +53,7 @@
   // --- refreshing the page's parts ----------------------------------------------------------
   function refreshTurns() {
     if (!document.getElementById("timeline")) return Promise.resolve();
-    return htmx.ajax("GET", turnsUrl, { target: "#timeline", swap: "innerHTML" }).then(function () {
+    return htmx.ajax("GET", turnsUrl + depth(), { target: "#timeline", swap: "innerHTML" }).then(function () {
       if (wantSeq > topSeq() && staleRetries < 3) {
         setTimeout(function () { want({ turns: true }); }, 1000 * Math.pow(2, staleRetries++));
       } else {
@@ -58,7 +68,7 @@
       return region && !editing(region);
     });
     if (!document.getElementById("meta-panel")) return Promise.resolve();
-    return htmx.ajax("GET", window.location.pathname, {
+    return htmx.ajax("GET", window.location.pathname + depth(), {
       target: "#meta-panel", select: "#meta-panel", swap: "outerHTML", selectOOB: extra.join(",")
     });
   }
