@@ -30,7 +30,6 @@ from .params import query_strict
 router = Router(tags=["search"])
 
 FILTERS = ("day_from", "day_to", "customer_id", "status", "channel")
-SUMMARY_ROLE = "summary"  # what the index calls a summary's role (services.search_index)
 
 
 class SearchTurnOut(BaseModel):
@@ -71,7 +70,7 @@ def _turn_out(turn: TurnMatch) -> dict:
             highlights.append((at, at + len(text)))
         snippet.append(text)
         at += len(text)
-    return {"seq": turn.seq, "role": turn.role, "kind": SUMMARY if turn.role == SUMMARY_ROLE else TURN,
+    return {"seq": turn.seq, "role": turn.role, "kind": turn.kind,
             "created_at": _iso(turn.created_at), "snippet": "".join(snippet), "highlights": highlights}
 
 

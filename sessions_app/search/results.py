@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .engine import Hit
+from .engine import TURN, Hit
 from .text import highlight_spans
 
 SNIPPET_CHARS = 120  # around the first match; Japanese packs more into each character
@@ -22,6 +22,7 @@ class TurnMatch:
     role: str
     created_at: object
     snippet: list[tuple[str, bool]]
+    kind: str = TURN  # or engine.SUMMARY: a summary's text (seq = its through_seq)
 
     @property
     def snippet_text(self) -> str:
@@ -71,5 +72,5 @@ def group_by_session(hits: list[Hit], query: str) -> list[SessionMatches]:
             group = groups[hit.session_id] = SessionMatches(
                 session_id=hit.session_id, customer_id=hit.customer_id, channel=hit.channel, turns=[])
         group.turns.append(TurnMatch(seq=hit.seq, role=hit.role, created_at=hit.created_at,
-                                     snippet=snippet(hit.text, query)))
+                                     snippet=snippet(hit.text, query), kind=hit.kind))
     return list(groups.values())

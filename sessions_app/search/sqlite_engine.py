@@ -11,6 +11,7 @@ nothing else: the analysis is ours (``text.py``), the same as the other engine's
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 from datetime import datetime
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..clock import utcnow
+from ..exceptions import StoreUnavailable
 from .engine import (
     NEWEST,
     Hit,
@@ -60,6 +62,21 @@ CREATE TABLE IF NOT EXISTS search_state (name TEXT PRIMARY KEY, value TEXT NOT N
 """
 
 
+def _unavailable(method):
+    """SQLite's failures of the file (locked past the timeout, unreadable, not a database) as
+    ``StoreUnavailable``: the API answers 503, the change feed retries the batch. Our own
+    mistakes (integrity, programming errors) stay what they are."""
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
+            raise
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"search index {self.path}: {exc}") from exc
+    return guarded
+
+
 def _match(clauses: list[Clause]) -> str:
     # Terms hold only letters, digits and CJK (text.py): quoting is for FTS5's syntax, not escaping.
     return " AND ".join(f'{c.field} : "{" ".join(c.phrase)}"' for c in clauses)
@@ -68,14 +85,15 @@ def _match(clauses: list[Clause]) -> str:
 class SqliteEngine:
     name = "sqlite"
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
         self.path = str(path)
+        self.timeout = timeout  # how long a writer waits for the write lock
         self._local = threading.local()  # one connection per thread (sqlite3's rule)
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             self._local.conn = conn
@@ -87,6 +105,7 @@ class SqliteEngine:
             conn.close()
             self._local.conn = None
 
+    @_unavailable
     def ensure(self) -> None:
         self._conn().executescript(_SCHEMA)
 
@@ -94,6 +113,7 @@ class SqliteEngine:
         return _Transaction(self._conn())
 
     # --- writes -----------------------------------------------------------------------------
+    @_unavailable
     def apply(self, batch: IndexBatch) -> int:
         written = 0
         with self._write() as conn:
@@ -135,10 +155,12 @@ class SqliteEngine:
                     (str(ms(batch.newest_change)),))
         return written
 
+    @_unavailable
     def session_delete(self, session_id: str) -> int:
         with self._write() as conn:
             return _session_delete(conn, session_id)
 
+    @_unavailable
     def progress_set(self, name: str, value: str | None) -> None:
         with self._write() as conn:
             if value is None:
@@ -148,6 +170,7 @@ class SqliteEngine:
                              " DO UPDATE SET value = excluded.value", (f"progress:{name}", value))
 
     # --- reads ------------------------------------------------------------------------------
+    @_unavailable
     def sessions_known(self, session_ids: Iterable[str]) -> set[str]:
         ids = list(set(session_ids))
         known: set[str] = set()
@@ -157,16 +180,19 @@ class SqliteEngine:
                 f"SELECT session_id FROM search_session WHERE session_id IN ({','.join('?' * len(part))})", part))
         return known
 
+    @_unavailable
     def progress_get(self, name: str) -> str | None:
         row = self._conn().execute("SELECT value FROM search_state WHERE name = ?", (f"progress:{name}",)).fetchone()
         return row[0] if row else None
 
+    @_unavailable
     def state(self) -> IndexState:
         conn = self._conn()
         row = conn.execute("SELECT value FROM search_state WHERE name = 'newest_change_ms'").fetchone()
         sessions = conn.execute("SELECT count(*) FROM search_session WHERE deleted_ms IS NULL").fetchone()[0]
         return IndexState(newest_change_at=from_ms(int(row[0])) if row else None, sessions=sessions)
 
+    @_unavailable
     def search(self, query: str, *, filters: SearchFilter | None = None, order: str = NEWEST,
                limit: int = 50, cursor: str | None = None, now: datetime | None = None) -> HitPage:
         check_order(order)

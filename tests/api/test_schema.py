@@ -17,11 +17,12 @@ from sessions_app.api.schemas import ID_PATTERN
 from tests.builders import make_session
 
 EXAMPLES_PER_OPERATION = 30
-# Rules OpenAPI cannot state: a listing's cursor is a signed token (any other string is a 400
-# naming "cursor") and its day range must be ordered and span at most MAX_DAYS (a 400 naming the
-# day). Schema-valid values may break them, so "valid data must be accepted" does not apply to
-# this operation; every other check (no 5xx, each response matches the document) still does.
-SEMANTIC_400 = {("GET", "/api/v1/sessions")}
+# Rules OpenAPI cannot state: a listing's or a search's cursor is a token of ours (any other
+# string is a 400 naming "cursor"), its day range must be ordered and span at most MAX_DAYS (a 400
+# naming the day), and a search needs something searchable in q (punctuation alone is a 400).
+# Schema-valid values may break them, so "valid data must be accepted" does not apply to these
+# operations; every other check (no 5xx, each response matches the document) still does.
+SEMANTIC_400 = {("GET", "/api/v1/sessions"), ("GET", "/api/v1/search")}
 ID = re.compile(ID_PATTERN)
 _alternate = itertools.count()
 

@@ -260,3 +260,14 @@ def indexed_hits(ddb, redis_client):
                                             HealthCheck.filter_too_much])
 def test_search_conforms_to_its_openapi_document(case, write_key, indexed_hits):
     case.call_and_validate(headers={"Authorization": f"Bearer {write_key}"}, excluded_checks=[positive_data_acceptance])
+
+
+def test_an_unreadable_search_index_is_503_not_500(api, read_key, settings, tmp_path):
+    from sessions_app.search import search_engines_reset
+
+    (tmp_path / "index").mkdir()
+    settings.SEARCH_SQLITE_PATH = str(tmp_path / "index")  # a directory: SQLite cannot open it
+    search_engines_reset()
+    response = api.get("/search", key=read_key, q="在庫")
+    assert response.status_code == 503
+    assert error_of(response)["code"] == "store_unavailable"
