@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turns-per-session", type=int, help="staff pages: mean turns per session (full: 10)")
     parser.add_argument("--big-turns", type=int, help="staff pages: turns of the one big session (full: 10,000)")
     parser.add_argument("--search-turns", type=int, help="search: turns indexed per engine (full: 1,000,000)")
+    parser.add_argument("--search-engines", default="sqlite,postgres", help="search: engines to measure (comma-separated)")
     parser.add_argument("--ddb-dir", type=Path, help="keep our DynamoDB Local's data here (load large sets once)")
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     parser.add_argument("--keep-logs", action="store_true")
@@ -137,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, flag) is not None:
             sizes[key] = getattr(args, flag)
 
+    sizes["search_engines"] = args.search_engines
     started = time.monotonic()
     results: dict = {"started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                      "mode": "quick" if args.quick else "full", "sizes": sizes, "machine": machine_info(),
@@ -227,7 +229,8 @@ def run_scenario(name: str, stack: Stack, ctx: Context, s: dict) -> dict:
                           seconds=s["sse_seconds"], idle=s["sse_idle"])
     if name == "search":
         from bench import s9_search
-        return s9_search.run(stack, ctx, turns=s["search_turns"], rounds=s["search_rounds"])
+        return s9_search.run(stack, ctx, turns=s["search_turns"], rounds=s["search_rounds"],
+                             engines=tuple(s["search_engines"].split(",")))
     raise ValueError(name)
 
 

@@ -37,45 +37,45 @@ QUERIES = {  # each kind from very common to rare in the demo's vocabulary
 FILTERED = ["在庫", "stock", "予約"]
 
 
-def _docs(turns: int, seed: int = 9):
-    """(sessions, docs) from the demo generator, start days spread over half a year (the
-    PostgreSQL engine partitions by month)."""
+def _batches(turns: int, seed: int = 9):
+    """IndexBatches of about BATCH documents from the demo generator, made as they are applied
+    (10M turns never sit in memory at once); start days spread over half a year (the
+    PostgreSQL engine partitions by month). The same seed gives every engine the same data."""
     from sessions_app.clock import utcnow
     from sessions_app.demo import demo_sessions
-    from sessions_app.search.engine import SessionDoc, TurnDoc
+    from sessions_app.search.engine import IndexBatch, SessionDoc, TurnDoc
 
     rng = random.Random(seed)
     now = utcnow()
-    sessions, docs = [], []
-    per = 10
-    for spec in demo_sessions(count=max(1, turns // per), now=now, seed=seed):
-        sid = uuid.uuid4().hex
-        started = now - timedelta(days=rng.randint(0, 180), minutes=rng.randint(0, 1440))
-        sessions.append(SessionDoc(session_id=sid, customer_id=spec.customer_id, channel=spec.channel,
-                                   status=spec.status, started_at=started, expires_at=now + timedelta(days=365)))
-        texts = [t for _, t in spec.turns]
-        for seq in range(1, per + 1):
-            role, text = spec.turns[(seq - 1) % len(spec.turns)][0], texts[(seq - 1) % len(texts)]
-            docs.append(TurnDoc(session_id=sid, seq=seq, role=role, text=text,
-                                created_at=started + timedelta(seconds=30 * seq)))
-    return sessions, docs
-
-
-def _index(engine, sessions, docs) -> dict:
-    from sessions_app.search.engine import IndexBatch
-
-    by_session = {}
-    for doc in docs:
-        by_session.setdefault(doc.session_id, []).append(doc)
-    started, cpu = time.perf_counter(), time.process_time()
-    batch, written = IndexBatch(), 0
-    for session in sessions:
-        batch.sessions.append(session)
-        batch.docs.extend(by_session.get(session.session_id, []))
-        if len(batch.docs) >= BATCH:
-            written += engine.apply(batch)
-            batch = IndexBatch()
+    per, chunk = 10, 10_000  # turns per session; sessions generated at a time
+    left = max(1, turns // per)
+    batch = IndexBatch()
+    round_ = 0
+    while left > 0:
+        specs = demo_sessions(count=min(chunk, left), now=now, seed=seed + round_)
+        left -= len(specs)
+        round_ += 1
+        for spec in specs:
+            sid = uuid.UUID(int=rng.getrandbits(128)).hex
+            started = now - timedelta(days=rng.randint(0, 180), minutes=rng.randint(0, 1440))
+            batch.sessions.append(SessionDoc(session_id=sid, customer_id=spec.customer_id, channel=spec.channel,
+                                             status=spec.status, started_at=started,
+                                             expires_at=now + timedelta(days=365)))
+            for seq in range(1, per + 1):
+                role, text = spec.turns[(seq - 1) % len(spec.turns)]
+                batch.docs.append(TurnDoc(session_id=sid, seq=seq, role=role, text=text,
+                                          created_at=started + timedelta(seconds=30 * seq)))
+            if len(batch.docs) >= BATCH:
+                yield batch
+                batch = IndexBatch()
     if batch:
+        yield batch
+
+
+def _index(engine, turns: int) -> dict:
+    started, cpu = time.perf_counter(), time.process_time()
+    written = 0
+    for batch in _batches(turns):
         written += engine.apply(batch)
     seconds = time.perf_counter() - started
     return {"docs": written, "seconds": round(seconds, 1), "turns_per_s": round(written / seconds),
@@ -87,8 +87,6 @@ def run(stack, ctx, *, turns: int, rounds: int, engines: tuple[str, ...] = ("sql
     from sessions_app.search.engine import SearchFilter
     from sessions_app.search.sqlite_engine import SqliteEngine
 
-    say(f"scenario 9: building {turns:,} turns from the demo generator")
-    sessions, docs = _docs(turns)
     work = Path(tempfile.mkdtemp(prefix="bench-search-"))
     work.chmod(0o711)  # PostgreSQL runs as its own OS user and must reach its data dir below
     built, servers = {}, []
@@ -103,11 +101,11 @@ def run(stack, ctx, *, turns: int, rounds: int, engines: tuple[str, ...] = ("sql
             server = procs.start_postgres(port, data_dir=work / "pg")
             servers.append(server)
             built["postgres"] = PostgresEngine(procs.postgres_dsn(port))
-        out: dict = {"turns": len(docs), "sessions": len(sessions), "engines": {}}
+        out: dict = {"turns": turns, "engines": {}}
         for name, engine in built.items():
             engine.ensure()
-            say(f"  {name}: indexing {len(docs):,} turns in batches of {BATCH}")
-            out["engines"][name] = {"index": _index(engine, sessions, docs), "queries": {}}
+            say(f"  {name}: indexing {turns:,} demo-generator turns in batches of {BATCH}")
+            out["engines"][name] = {"index": _index(engine, turns), "queries": {}}
             say(f"  {name}: {out['engines'][name]['index']['turns_per_s']:,} turns/s")
         today = utcnow().date()
         week = SearchFilter(day_from=today - timedelta(days=30), day_to=today - timedelta(days=24), channel="line",
@@ -130,13 +128,13 @@ def run(stack, ctx, *, turns: int, rounds: int, engines: tuple[str, ...] = ("sql
             result = out["engines"][name]
             result["matches"] = matches[name]
             index = result["index"]
-            rows.append([f"9 search ({name})", f"index {len(docs):,} turns", f"{index['turns_per_s']:,} turns/s",
+            rows.append([f"9 search ({name})", f"index {index['docs']:,} turns", f"{index['turns_per_s']:,} turns/s",
                          f"{index['seconds']} s, batches of {BATCH}", ""])
             for kind in samples[name]:
                 summary = summarize(samples[name][kind])
                 result["queries"][kind] = summary
                 hits = [matches[name][f"{k}: {q}"] for k, q, _ in kinds if k == kind]
-                rows.append([f"9 search ({name})", f"{kind} query, {len(docs):,} turns",
+                rows.append([f"9 search ({name})", f"{kind} query, {index['docs']:,} turns",
                              f"p50 {summary['p50']:.1f} ms / p95 {summary['p95']:.1f} ms",
                              f"{summary['n']} queries; matches {min(hits):,}–{max(hits):,}", ""])
         out["rows"] = rows

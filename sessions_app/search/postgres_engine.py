@@ -477,7 +477,8 @@ class PostgresEngine:
             due = {}
             for name, rows in written.items():
                 self._stats_pending[name] = self._stats_pending.get(name, 0) + rows
-                if self._stats_pending[name] >= STATS_MIN_ROWS:
+                # Sessions come ten documents apiece: their table reaches a misleading size sooner.
+                if self._stats_pending[name] >= (STATS_MIN_ROWS // 10 if name == "search_session" else STATS_MIN_ROWS):
                     due[name] = self._stats_pending[name]
         if due:
             analysed = self._refresh_stats(due)
