@@ -187,6 +187,23 @@ def _all_terms(clauses: list[Clause]) -> str:
     return " & ".join(_quote(_lexeme(t)) for c in clauses for t in c.phrase)
 
 
+def _cover(phrase: tuple[str, ...]) -> list[str]:
+    """Enough of a CJK phrase's bigrams to contain every character of it (every other one, and
+    the last): what the GIN index is asked for. The phrase itself is checked on the rows found,
+    so fewer terms lose nothing — and each term left out is one posting list fewer to intersect
+    (a long Japanese query's ます, いし are in most Japanese turns)."""
+    if len(phrase) <= 2:
+        return list(phrase)
+    picked = list(phrase[::2])
+    if (len(phrase) - 1) % 2:
+        picked.append(phrase[-1])
+    return picked
+
+
+def _gin_terms(clauses: list[Clause]) -> str:
+    return " & ".join(_quote(_lexeme(t)) for t in dict.fromkeys(t for c in clauses for t in _cover(c.phrase)))
+
+
 # --- months and partitions --------------------------------------------------------------------
 def _month_of(created_ms: int) -> tuple[int, int]:
     at = from_ms(created_ms)
@@ -571,7 +588,8 @@ class PostgresEngine:
             # Every term present (what the GIN index answers), then each phrase: by position, or,
             # for a document whose positions overflowed, on its terms (module docstring).
             args["t_all"] = _all_terms(terms)
-            where.append("d.terms_tsv @@ %(t_all)s::tsquery")
+            args["t_gin"] = _gin_terms(terms) if phrases else args["t_all"]
+            where.append("d.terms_tsv @@ %(t_gin)s::tsquery")
             if phrases:
                 args["t_phrase"] = " & ".join(f"({_phrase(c)})" for c in terms)
                 checks = []
@@ -610,10 +628,31 @@ class PostgresEngine:
         if last:
             args["last_key"] = int(last[0]) if order == NEWEST else float(last[0])
             args["last_id"] = last[1]
+        if order == NEWEST:
+            where.append("d.created_ms >= %(m_lo)s AND d.created_ms < %(m_hi)s")
         query_sql = (f"SELECT d.id, d.session_id, d.seq, d.role, d.text, d.created_ms, s.customer_id, s.channel,"
                      f" d.kind, {key} AS sort_key FROM search_doc d JOIN search_session s ON s.session_id = d.session_id"
                      f" WHERE {' AND '.join(where)} ORDER BY sort_key DESC, d.id DESC LIMIT %(limit)s")
-        rows = self._run(lambda conn: conn.execute(query_sql, args).fetchall())
+
+        def newest(conn: psycopg.Connection) -> list:
+            # Month by month, newest first, until the page is full: a common term fills it from
+            # the newest partition alone instead of sorting every month's matches; every row of a
+            # month is newer than every row of the months before, so the pages join in order.
+            found: list = []
+            for month in sorted(self._partitions(conn), reverse=True):
+                lo, hi = _month_bounds(month)
+                if last and lo > args["last_key"]:
+                    continue  # wholly newer than the cursor
+                found += conn.execute(query_sql, {**args, "m_lo": lo, "m_hi": hi,
+                                                  "limit": limit + 1 - len(found)}).fetchall()
+                if len(found) > limit:
+                    break
+            return found
+
+        if order == NEWEST:
+            rows = self._run(newest)
+        else:
+            rows = self._run(lambda conn: conn.execute(query_sql, args).fetchall())
         hits = [Hit(session_id=r[1], seq=r[2], role=r[3], text=r[4], created_at=from_ms(r[5]), customer_id=r[6],
                     channel=r[7], kind=r[8]) for r in rows[:limit]]
         tail = rows[limit - 1] if len(rows) > limit else None

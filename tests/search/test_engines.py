@@ -160,3 +160,19 @@ def test_progress_is_kept_until_cleared(engine):
     assert engine.progress_get("reindex") == "2026-12-01"
     engine.progress_set("reindex", None)
     assert engine.progress_get("reindex") is None
+
+
+def test_newest_first_pages_run_across_months_in_order(engine):
+    # The PostgreSQL engine reads month partitions newest first until a page is full.
+    times = [T0 - timedelta(days=d, minutes=m) for d in (0, 40, 75) for m in (0, 1, 2)]
+    engine.apply(IndexBatch(sessions=[_session(f"m{i}", started_at=at) for i, at in enumerate(times)],
+                            docs=[_turn(f"m{i}", 1, "限定版の予約", at) for i, at in enumerate(times)]))
+    seen, cursor = [], None
+    while True:
+        page = engine.search("限定版 予約", limit=2, cursor=cursor)
+        seen += [h.created_at for h in page.hits]
+        if page.cursor is None:
+            break
+        cursor = page.cursor
+    assert seen == sorted(times, reverse=True)
+    assert [h.created_at for h in engine.search("限定版", limit=4).hits] == sorted(times, reverse=True)[:4]
