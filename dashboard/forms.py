@@ -22,24 +22,21 @@ def _choices(values) -> list[tuple[str, str]]:
     return [("", "any")] + [(v, v.replace("_", " ")) for v in values]
 
 
-class SessionFilterForm(forms.Form):
+class _ListFilterForm(forms.Form):
+    """The list filters the sessions list and the search share: the same fields, names and rules
+    (``SessionFilter``'s), its refusals shown on the field they name in this form's words."""
+
     day_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
     day_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
     customer = forms.CharField(required=False, max_length=128, validators=[ID_VALIDATOR], label="Customer id")
     status = forms.ChoiceField(required=False, choices=_choices(SessionStatus.ALL))
     channel = forms.ChoiceField(required=False, choices=_choices(CHANNELS))
-    summary = forms.ChoiceField(required=False, choices=_choices(SUMMARY_STATES), label="Summary")
-    online = forms.BooleanField(required=False, label="Online now")
-    mine = forms.BooleanField(required=False, label="Mine (taken over by me)")
 
-    # SessionFilter field → this form's field (the URL keeps the console's shorter names).
+    # SessionFilter's (and the selectors') field names → this form's (the URL keeps the console's
+    # shorter names).
     FORM_FIELDS = {"day_from": "day_from", "day_to": "day_to", "customer_id": "customer", "status": "status",
-                   "channel": "channel", "summary_state": "summary", "online": "online", "owner": "mine"}
-
-    def __init__(self, *args, username: str | None = None, **kwargs):
-        """``username``: whose sessions "mine" means (the signed-in staff member)."""
-        super().__init__(*args, **kwargs)
-        self.username = username
+                   "channel": "channel"}
+    WORDED = ("day_from", "day_to", "customer_id")  # names a refusal's message says in this form's words
 
     def clean(self):
         data = super().clean()
@@ -48,13 +45,41 @@ class SessionFilterForm(forms.Form):
         try:
             self.session_filter = SessionFilter(
                 day_from=data.get("day_from"), day_to=data.get("day_to"), customer_id=data.get("customer") or None,
-                status=data.get("status") or None, channel=data.get("channel") or None,
-                summary_state=data.get("summary") or None, online=bool(data.get("online")),
-                owner=self._owner(bool(data.get("mine"))),
-            )
+                status=data.get("status") or None, channel=data.get("channel") or None, **self.more_filters(data))
         except InvalidInput as exc:
-            self.add_error(self.FORM_FIELDS.get(exc.field), self._in_labels(exc.message))
+            self.show_error(exc)
         return data
+
+    def more_filters(self, data: dict) -> dict:
+        """The SessionFilter arguments of a form's own fields."""
+        return {}
+
+    def show_error(self, exc: InvalidInput) -> None:
+        """Show a refusal on the field it names, in this form's words ("day_from" → "From"); a
+        refusal naming no field of the form goes above the fields."""
+        message = exc.message
+        for name in self.WORDED:
+            form_field = self.FORM_FIELDS[name]
+            message = message.replace(name, str(self.fields[form_field].label or form_field))
+        self.add_error(self.FORM_FIELDS.get(exc.field or ""), message)
+
+
+class SessionFilterForm(_ListFilterForm):
+    summary = forms.ChoiceField(required=False, choices=_choices(SUMMARY_STATES), label="Summary")
+    online = forms.BooleanField(required=False, label="Online now")
+    mine = forms.BooleanField(required=False, label="Mine (taken over by me)")
+
+    FORM_FIELDS = {**_ListFilterForm.FORM_FIELDS, "summary_state": "summary", "online": "online", "owner": "mine"}
+    WORDED = (*_ListFilterForm.WORDED, "summary_state", "online", "owner")
+
+    def __init__(self, *args, username: str | None = None, **kwargs):
+        """``username``: whose sessions "mine" means (the signed-in staff member)."""
+        super().__init__(*args, **kwargs)
+        self.username = username
+
+    def more_filters(self, data: dict) -> dict:
+        return {"summary_state": data.get("summary") or None, "online": bool(data.get("online")),
+                "owner": self._owner(bool(data.get("mine")))}
 
     def _owner(self, mine: bool) -> str | None:
         if not mine:
@@ -63,16 +88,9 @@ class SessionFilterForm(forms.Form):
             raise InvalidInput("owner: only a signed-in staff member has sessions of their own", field="owner")
         return self.username
 
-    def _in_labels(self, message: str) -> str:
-        """The filter's message in the words of this form ("day_from" → "From")."""
-        for name, form_field in self.FORM_FIELDS.items():
-            message = message.replace(name, str(self.fields[form_field].label or form_field))
-        return message
 
-
-class TranscriptSearchForm(forms.Form):
-    """The search page's GET form: the query, the list's filters (day range, channel, status,
-    customer: the same fields, names and rules as ``SessionFilterForm``), the order and the page
+class TranscriptSearchForm(_ListFilterForm):
+    """The search page's GET form: the query, the list's filters, the order and the page
     (``cursor``). The query's and the cursor's rules are the selector's (``transcript_search``),
     whose refusal ``show_error`` puts on the field it names."""
 
@@ -80,44 +98,17 @@ class TranscriptSearchForm(forms.Form):
                         widget=forms.TextInput(attrs={"type": "search", "autocomplete": "off", "data-search-box": "",
                                                       "aria-keyshortcuts": "/",
                                                       "placeholder": "words, numbers or Japanese text"}))
-    day_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
-    day_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
-    customer = forms.CharField(required=False, max_length=128, validators=[ID_VALIDATOR], label="Customer id")
-    status = forms.ChoiceField(required=False, choices=_choices(SessionStatus.ALL))
-    channel = forms.ChoiceField(required=False, choices=_choices(CHANNELS))
     order = forms.ChoiceField(required=False, choices=[(o, o) for o in ORDERS], initial=NEWEST)
     cursor = forms.CharField(required=False, widget=forms.HiddenInput, label="Page")
 
-    # The selector's and SessionFilter's field names → this form's.
-    FORM_FIELDS = {"q": "q", "day_from": "day_from", "day_to": "day_to", "customer_id": "customer",
-                   "status": "status", "channel": "channel", "order": "order", "cursor": "cursor"}
-
-    def clean(self):
-        data = super().clean()
-        if self.errors:
-            return data
-        try:
-            self.session_filter = SessionFilter(
-                day_from=data.get("day_from"), day_to=data.get("day_to"), customer_id=data.get("customer") or None,
-                status=data.get("status") or None, channel=data.get("channel") or None)
-        except InvalidInput as exc:
-            self.show_error(exc)
-        return data
+    field_order = ["q", "day_from", "day_to", "customer", "status", "channel", "order", "cursor"]
+    FORM_FIELDS = {**_ListFilterForm.FORM_FIELDS, "q": "q", "order": "order", "cursor": "cursor"}
 
     def search_args(self) -> dict:
         """``transcript_search``'s arguments (a valid form); no ``query`` when nothing was typed."""
         data = self.cleaned_data
         return {"query": (data.get("q") or "").strip(), "filters": self.session_filter,
                 "order": data.get("order") or NEWEST, "cursor": data.get("cursor") or None}
-
-    def show_error(self, exc: InvalidInput) -> None:
-        """Show a refusal of the filter or the search on the field it names, in this form's words
-        ("day_from" → "From"); a refusal naming no field of the form goes above the fields."""
-        message = exc.message
-        for name in ("day_from", "day_to", "customer_id"):
-            form_field = self.FORM_FIELDS[name]
-            message = message.replace(name, str(self.fields[form_field].label))
-        self.add_error(self.FORM_FIELDS.get(exc.field or ""), message)
 
 
 class StaffReplyForm(forms.Form):

@@ -139,12 +139,12 @@ def kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
-def stop(proc: subprocess.Popen, *, timeout: float = 10) -> None:
-    """SIGTERM ``proc``'s process group, SIGKILL it after ``timeout``; then sweep the group, so
-    nothing ``proc`` forked outlives it even if ``proc`` itself exited first."""
+def stop(proc: subprocess.Popen, *, timeout: float = 10, sig: int = signal.SIGTERM) -> None:
+    """``sig`` (SIGTERM) to ``proc``'s process group, SIGKILL it after ``timeout``; then sweep the
+    group, so nothing ``proc`` forked outlives it even if ``proc`` itself exited first."""
     if proc.poll() is None:
         try:
-            os.killpg(proc.pid, signal.SIGTERM)
+            os.killpg(proc.pid, sig)
         except ProcessLookupError:
             pass
         try:
@@ -277,14 +277,5 @@ def postgres_create_database(port: int, database: str) -> None:
 
 def stop_postgres(proc: subprocess.Popen, *, timeout: float = 10) -> None:
     """Fast shutdown (SIGINT: clients are disconnected, not waited for — SIGTERM, stop()'s signal,
-    is PostgreSQL's "smart" shutdown, which waits for every client to leave), then stop()."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGINT)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
-    stop(proc, timeout=timeout)
+    is PostgreSQL's "smart" shutdown, which waits for every client to leave), SIGKILL after it."""
+    stop(proc, timeout=timeout, sig=signal.SIGINT)
