@@ -7,6 +7,12 @@ the same moment and the same machine noise. Before a "direct" or "DAX" sample th
 Redis context entry is deleted (outside the timed section) so the load goes to the store; the
 Redis variant is always a hit because every load re-installs the entry. DynamoDB direct =
 ``DAX_ENDPOINTS`` empty (in-process: switched per call; HTTP: a second gunicorn without DAX).
+
+Beside them, the raw floors (bench/floors.py): the very calls each session's direct and DAX
+loads made, replayed by a bare botocore client and a bare amazondax client in the same rounds, so
+"app CPU / floor CPU" shows the app's own overhead over the clients (the issue's targets: ≤ 1.25×).
+With the DAX client tuning on (``DAX_CLIENT_TUNING``) the amazondax floor is the tuned client too:
+the ratio is the app's overhead, not the client's.
 """
 
 from __future__ import annotations
@@ -20,8 +26,11 @@ from . import loadgen
 from .stats import Progress, lat, ratio, say, summarize
 
 TABLE = "bench-context"
-VARIANTS = ("inproc-direct", "inproc-dax", "inproc-redis", "http-direct", "http-dax", "http-redis")
-TARGETS = {"redis": 15.0, "dax": 10.0}
+VARIANTS = ("inproc-direct", "inproc-dax", "inproc-redis", "http-direct", "http-dax", "http-redis",
+            "floor-direct", "floor-dax")
+# p50 ratios "direct / hit" (at least), per place; and "app CPU / raw floor CPU" (at most).
+TARGETS = {"inproc": {"redis": 15.0, "dax": 4.0}, "http": {"redis": 10.0, "dax": 4.0}}
+CPU_OVER_FLOOR_MAX = 1.25
 
 
 def dax_stats(url: str | None) -> dict | None:
@@ -42,6 +51,7 @@ def run(stack, ctx, *, sessions: int, rounds: int) -> dict:
     from sessions_app.selectors import context_load
 
     from . import data
+    from .floors import Floors, recorded_calls
 
     ids = data.context_sessions(TABLE, sessions)
     redis = redis_connection()
@@ -69,13 +79,25 @@ def run(stack, ctx, *, sessions: int, rounds: int) -> dict:
         source = loadgen.header(response, "X-Context-Source") if status == 200 else f"HTTP {status}"
         return ms, cpu, source
 
+    floors = Floors(dynamodb_endpoint=settings.DYNAMODB_ENDPOINT, dax_endpoints=dax_on,
+                    region=settings.AWS_REGION, timeout=settings.DAX_REQUEST_TIMEOUT)
+    recorded: dict[tuple[str, str], list] = {}
+
+    def floor(variant: str, sid: str):
+        kind = variant.split("-")[1]
+        ms, used = floors.replay(recorded[(kind, sid)])
+        return ms, used, expected[kind]  # a floor has no source of its own to check
+
     expected = {"direct": "dynamodb", "dax": "dax", "redis": "redis"}
     samples = {v: [] for v in VARIANTS}
     cpu = {v: 0.0 for v in VARIANTS}
     wrong = {v: 0 for v in VARIANTS}
 
     def one(variant: str, sid: str, record: bool) -> None:
-        ms, used, source = (inproc if variant.startswith("inproc") else http)(variant, sid)
+        if variant.startswith("floor"):
+            ms, used, source = floor(variant, sid)
+        else:
+            ms, used, source = (inproc if variant.startswith("inproc") else http)(variant, sid)
         if not record:
             return
         if source != expected[variant.split("-")[1]]:
@@ -87,6 +109,15 @@ def run(stack, ctx, *, sessions: int, rounds: int) -> dict:
     say(f"scenario 1: warming DAX and Redis for {len(ids)} sessions")
     for sid in ids:  # warm-up: fills DAX's item and query caches and both servers' connections
         for variant in VARIANTS:
+            if variant.startswith("floor"):
+                continue
+            one(variant, sid, record=False)
+        # The floors' calls: what a store load of this session sends, as the app sent it.
+        for kind in ("direct", "dax"):
+            with recorded_calls() as calls:
+                inproc(f"inproc-{kind}", sid)
+            recorded[(kind, sid)] = calls
+        for variant in ("floor-direct", "floor-dax"):
             one(variant, sid, record=False)
     dax_before = dax_stats(stack.dax_stats_url)
     rng = random.Random(1)
@@ -105,9 +136,14 @@ def run(stack, ctx, *, sessions: int, rounds: int) -> dict:
     progress.done(done)
     settings.DAX_ENDPOINTS = dax_on
     dax_after = dax_stats(stack.dax_stats_url)
+    floors.close()
+    calls_per_load = {kind: sorted({len(recorded[(kind, sid)]) for sid in ids}) for kind in ("direct", "dax")}
+    operations = {kind: sorted({c.operation for sid in ids for c in recorded[(kind, sid)]}) for kind in ("direct", "dax")}
 
     out = {"sessions": len(ids), "rounds": rounds, "turns_per_context": settings.CONTEXT_DEFAULT_TURNS,
-           "variants": {}, "ratios": {}, "wrong_source": wrong}
+           "variants": {}, "ratios": {}, "wrong_source": wrong,
+           "floor_calls_per_load": calls_per_load, "floor_operations": operations,
+           "dax_client_tuning": bool(getattr(settings, "DAX_CLIENT_TUNING", False))}
     for variant in VARIANTS:
         s = summarize(samples[variant])
         s["cpu_ms_per_request"] = round(cpu[variant] / len(samples[variant]) * 1000, 3) if samples[variant] else None
@@ -120,6 +156,11 @@ def run(stack, ctx, *, sessions: int, rounds: int) -> dict:
             "redis_vs_direct_p95": ratio(d.get("p95"), r.get("p95")),
             "dax_vs_direct_p95": ratio(d.get("p95"), x.get("p95")),
         }
+    fd, fx = out["variants"]["floor-direct"], out["variants"]["floor-dax"]
+    out["ratios"]["cpu_over_floor"] = {
+        "direct": ratio(out["variants"]["inproc-direct"].get("cpu_ms_per_request"), fd.get("cpu_ms_per_request")),
+        "dax": ratio(out["variants"]["inproc-dax"].get("cpu_ms_per_request"), fx.get("cpu_ms_per_request")),
+    }
     if dax_before and dax_after:
         out["dax_node_during_run"] = {k: dax_after.get(k, 0) - dax_before.get(k, 0)
                                       for k in ("ItemCacheHits", "ItemCacheMisses", "QueryCacheHits", "QueryCacheMisses")
@@ -136,9 +177,18 @@ def rows(out: dict) -> list[list[str]]:
             result.append([f"1 context {label}", f"{name} p50/p95/p99", lat(s),
                            f"CPU {s.get('cpu_ms_per_request', '–')} ms/req", ""])
         r = out["ratios"][where]
-        for kind, target in (("redis", TARGETS["redis"]), ("dax", TARGETS["dax"])):
+        for kind in ("dax", "redis"):
+            target = TARGETS[where][kind]
             value = r[f"{kind}_vs_direct_p50"]
             verdict = "–" if value is None else ("met" if value >= target else "MISSED")
             result.append([f"1 context {label}", f"{'Redis' if kind == 'redis' else 'DAX'} hit vs direct (p50 ratio)",
                            f"{value}×" if value else "–", f"≥ {target:g}×", verdict])
+    for kind, name in (("direct", "raw botocore floor"), ("dax", "raw amazondax floor")):
+        s = out["variants"][f"floor-{kind}"]
+        result.append(["1 context floor", f"{name} p50/p95/p99", lat(s),
+                       f"CPU {s.get('cpu_ms_per_request', '–')} ms/set of {out['floor_calls_per_load'][kind]} calls", ""])
+    for kind, name in (("direct", "direct CPU / botocore floor"), ("dax", "DAX-hit CPU / amazondax floor")):
+        value = out["ratios"]["cpu_over_floor"][kind]
+        verdict = "–" if value is None else ("met" if value <= CPU_OVER_FLOOR_MAX else "MISSED")
+        result.append(["1 context floor", name, f"{value}×" if value else "–", f"≤ {CPU_OVER_FLOOR_MAX:g}×", verdict])
     return result
