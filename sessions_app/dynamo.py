@@ -36,9 +36,16 @@ from typing import Any, Iterator
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
-from pynamodb.connection.base import Connection, MetaTable
+from pynamodb.connection.base import BOTOCORE_EXCEPTIONS, Connection, MetaTable
 from pynamodb.connection.table import TableConnection
-from pynamodb.exceptions import PynamoDBConnectionError, PynamoDBException, TableError, TransactWriteError
+from pynamodb.exceptions import (
+    GetError,
+    PynamoDBConnectionError,
+    PynamoDBException,
+    QueryError,
+    TableError,
+    TransactWriteError,
+)
 
 from .exceptions import StoreUnavailable
 
@@ -509,6 +516,30 @@ class RoutedTableConnection(TableConnection):
             self.connection.get_meta_table(table_name)
         except TableError:
             self.connection.add_meta_table(meta_table)
+
+
+# How PynamoDB itself wraps a failed read (pynamodb.connection.base), so callers of a raw read
+# see the same exceptions (and ``cause_response_code``) as from a model read.
+_RAW_READ_ERRORS = {
+    "GetItem": (GetError, "Failed to get item"),
+    "BatchGetItem": (GetError, "Failed to batch get items"),
+    "Query": (QueryError, "Failed to query items"),
+}
+
+
+def read_raw(operation_name: str, request: dict) -> dict:
+    """A hand-built data read (GetItem, BatchGetItem, Query): the request dict as DynamoDB's API
+    takes it, the reply as it comes (AttributeValue dicts), no PynamoDB model or expression
+    builder in between (docs/architecture.md §Read path). It goes through the same routed
+    connection as every model call — DAX or DynamoDB by the same rules, the breaker, the
+    fallback, the recorded route (:func:`routes_recorded`) and PynamoDB's signals all apply.
+    ``request`` is consumed (PynamoDB's dispatch adds to it)."""
+    error_class, message = _RAW_READ_ERRORS[operation_name]
+    request.setdefault("ReturnConsumedCapacity", "NONE")
+    try:
+        return connection().dispatch(operation_name, request)
+    except BOTOCORE_EXCEPTIONS as exc:
+        raise error_class(f"{message}: {exc}", exc) from exc
 
 
 def table_connection(*, table_name: str, meta_table: MetaTable) -> TableConnection:

@@ -24,7 +24,8 @@ from ..realtime import (
 )
 from .presenters import session_dict, summary_dict, turn_dict
 from .provenance import Provenance, redis_read, store_read
-from .sessions import TurnPage, session_get, summary_latest, turns_page
+from .raw import ItemView
+from .sessions import TurnPage, session_get, session_view, summary_latest, turns_page
 from .summaries import SummaryState, summary_state
 
 DETAIL_TURNS = 50
@@ -45,7 +46,7 @@ def detail_turns_for(*, turn_count: int, down_to: int | None, page: int = DETAIL
 
 @dataclass(frozen=True)
 class SessionDetail:
-    meta: SessionMeta
+    meta: ItemView  # META decoded without a model (raw.py): the page's hot read
     meta_read: Provenance
     turns: TurnPage
     turns_read: Provenance
@@ -64,7 +65,7 @@ def session_detail(*, session_id: str, turns: int = DETAIL_TURNS, down_to: int |
     ``detail_turns_for``), the latest summary, presence and the customer's rate window — each
     with where it was read from and how long it took."""
     with store_read() as t_meta:
-        meta = session_get(session_id=session_id)
+        meta = session_view(session_id=session_id)
     with store_read() as t_turns:
         limit = detail_turns_for(turn_count=int(meta.turn_count), down_to=down_to, page=turns)
         page = turns_page(session_id=session_id, limit=limit, meta=meta)
@@ -95,7 +96,7 @@ def session_turns_older(*, session_id: str, cursor: str, limit: int = DETAIL_TUR
         if cursor or down_to is None:
             page = turns_page(session_id=session_id, cursor=cursor, limit=limit)
         else:
-            meta = session_get(session_id=session_id)
+            meta = session_view(session_id=session_id)
             page = turns_page(session_id=session_id, meta=meta,
                               limit=detail_turns_for(turn_count=int(meta.turn_count), down_to=down_to, page=limit))
     return page, timer.provenance
