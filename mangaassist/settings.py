@@ -229,6 +229,10 @@ DAX_WRITE_THROUGH = env_bool("DAX_WRITE_THROUGH", True)
 DAX_BREAKER_FAILURES = env_int("DAX_BREAKER_FAILURES", 3, minimum=1)
 DAX_BREAKER_RESET_SECONDS = env_float("DAX_BREAKER_RESET_SECONDS", 10.0, minimum=0.0)
 DAX_REQUEST_TIMEOUT = env_float("DAX_REQUEST_TIMEOUT", 1.0, minimum=0.05)
+# Faster reply decoding (cbor2's C decoder) for the pinned amazon-dax-client 2.1.0
+# (sessions_app/dax_client_tuning.py). Off: the stock client. On any other client version it
+# stays off by itself (with a warning).
+DAX_CLIENT_TUNING = env_bool("DAX_CLIENT_TUNING", True)
 DAX_STATS_URL = env_optional("DAX_STATS_URL")
 # DAX's item cache TTL (the cluster's parameter group; 5 minutes by default). A change made
 # behind DAX's back (the change feed reports it) is read strongly consistent for this long.

@@ -322,6 +322,9 @@ def _dax_client():
             _close_quietly(_dax.client)
         from amazondax import AmazonDaxClient  # imported lazily: it is only needed with DAX on
 
+        from . import dax_client_tuning
+
+        dax_client_tuning.apply(settings.DAX_CLIENT_TUNING)
         timeout = settings.DAX_REQUEST_TIMEOUT
         try:
             client = AmazonDaxClient(
@@ -376,6 +379,19 @@ def _is_dax_unavailable(exc: BaseException) -> bool:
     return False
 
 
+def _request_copy(value):
+    """A copy of a request's dicts and lists (its leaves — str, bytes, numbers — are immutable
+    and shared): what ``copy.deepcopy`` gives for a request, at a fraction of its cost."""
+    kind = type(value)
+    if kind is dict:
+        return {k: _request_copy(v) for k, v in value.items()}
+    if kind is list:
+        return [_request_copy(v) for v in value]
+    if kind in (str, bytes, int, float, bool) or value is None:
+        return value
+    return copy.deepcopy(value)
+
+
 class _DaxAdapter:
     """Looks like a botocore client to PynamoDB (``_make_api_call``) but calls DAX."""
 
@@ -386,7 +402,7 @@ class _DaxAdapter:
         try:
             # The DAX client rewrites the request in place while encoding it; a fallback to
             # DynamoDB must still see the caller's original request.
-            return getattr(self._client, _SNAKE[operation_name])(**copy.deepcopy(operation_kwargs))
+            return getattr(self._client, _SNAKE[operation_name])(**_request_copy(operation_kwargs))
         except Exception as exc:
             if _is_dax_unavailable(exc):
                 raise _DaxUnavailable(f"{operation_name}: {exc}") from exc

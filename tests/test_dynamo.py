@@ -160,7 +160,7 @@ def test_a_failed_condition_through_dax_is_an_answer_not_a_fallback(node):
     assert dynamo.dax_breaker_state() == "closed"
 
 
-def test_killed_node_falls_back_without_errors_and_reads_return_to_dax_after_restart(node):
+def test_killed_node_falls_back_without_errors_and_reads_return_to_dax_after_restart(node, client_tuning):
     meta = make_session(turns=3)
     assert selectors.context_read(session_id=meta.session_id, turns=3, min_seq=3).provenance["source"] == "dax"
     node.kill()
@@ -217,7 +217,19 @@ def test_bulk_loads_bypass_dax(node):
     assert _calls("dynamodb") > 0
 
 
-def test_context_provenance_names_the_route_each_read_actually_took(node):
+@pytest.fixture(params=[True, False], ids=["tuned", "stock"])
+def client_tuning(request, settings):
+    """DAX_CLIENT_TUNING on and off (sessions_app/dax_client_tuning.py): the same answers."""
+    from sessions_app import dax_client_tuning
+
+    settings.DAX_CLIENT_TUNING = request.param
+    dynamo.dax_close()
+    yield request.param
+    dynamo.dax_close()
+    dax_client_tuning.apply(True)
+
+
+def test_context_provenance_names_the_route_each_read_actually_took(node, client_tuning):
     meta = make_session(turns=2)
     ctx = selectors.context_read(session_id=meta.session_id, turns=2, min_seq=2)
     assert ctx.provenance["source"] == "dax" and set(ctx.provenance["routes"]) == {"dax"}
@@ -232,7 +244,7 @@ def test_context_provenance_names_the_route_each_read_actually_took(node):
         "dynamodb-consistent",) * 2
 
 
-def test_routes_recorded_blocks_nest_and_see_only_their_own_calls(node):
+def test_routes_recorded_blocks_nest_and_see_only_their_own_calls(node, client_tuning):
     meta = make_session(turns=1)
     with dynamo.routes_recorded() as outer:
         selectors.session_get(session_id=meta.session_id)

@@ -13,9 +13,10 @@ of that.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Callable
 
-from pynamodb.attributes import Attribute, UnicodeAttribute
+from pynamodb.attributes import Attribute, NumberAttribute, UnicodeAttribute
 from pynamodb.constants import NULL
 
 from ..models import ChatItem, SessionMeta, Summary, Turn
@@ -35,9 +36,21 @@ class ItemView:
         return {k: v for k, v in self.__dict__.items() if k != "_model" and v is not None}
 
 
+def _number(value: dict) -> Any:
+    text = value["N"]
+    # A plain integer (DynamoDB normalises numbers: no leading zeros) is what json.loads gives
+    # for it, without the JSON parser; anything else goes through NumberAttribute's json.loads.
+    digits = text[1:] if text[:1] == "-" else text
+    if digits.isascii() and digits.isdigit() and (digits[0] != "0" or len(digits) == 1):
+        return int(text)
+    return json.loads(text)
+
+
 def _reader(attr: Attribute) -> Callable[[dict], Any]:
     if type(attr) is UnicodeAttribute:  # noqa: E721 - exactly the base class: deserialize is identity
         return lambda value: value["S"]
+    if type(attr) is NumberAttribute:  # noqa: E721 - NumberAttribute.deserialize is json.loads
+        return _number
     return lambda value: attr.deserialize(attr.get_value(value))
 
 

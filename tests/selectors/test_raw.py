@@ -26,7 +26,7 @@ TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",))
 NUMBER = st.one_of(
     st.integers(-10**12, 10**12).map(str),
     st.decimals(allow_nan=False, allow_infinity=False, places=3, min_value=-10**6, max_value=10**6).map(str),
-    st.sampled_from(["0", "12", "12.50", "1e3", "-0.5", "3.14159"]),
+    st.sampled_from(["0", "12", "12.50", "1e3", "-0.5", "3.14159", "-0", "-12", "1E+2", "10"]),
 )
 DATETIME = st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2100, 1, 1)).map(
     lambda d: d.replace(tzinfo=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f+0000"))
