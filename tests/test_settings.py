@@ -99,6 +99,7 @@ def test_production_refuses_a_weak_secret_key_at_start(key):
     ("DYNAMODB_DAY_SHARDS", "eight", "is not an integer"),
     ("DYNAMODB_DAY_SHARDS", "0", "must be >= 1"),
     ("DAX_WRITE_THROUGH", "maybe", "is not a boolean"),
+    ("DAX_CLIENT_TUNING", "sometimes", "is not a boolean"),
     ("MANGAASSIST_ENV", "staging", "must be 'local' or 'production'"),
     ("LOGIN_FAILURE_LIMIT", "0", "must be >= 1"),
     ("LOGIN_COOLOFF_MINUTES", "a while", "is not an integer"),
