@@ -79,10 +79,16 @@ class Operations:
         self._tables: dict[str, TableInfo] = {}
         self._tables_lock = threading.Lock()
         self._refreshers: set[threading.Timer] = set()
+        # Set by a cluster's leader: told of every item-cache store a write caused, to replicate it.
+        self.on_cache_write: Callable[[tuple, Any, int], None] | None = None
+        # Set in a cluster: the live membership for the endpoints reply (docs/dax-protocol.md §Cluster).
+        self.cluster_endpoints: Callable[[], list] | None = None
 
     # ------------------------------------------------------------------ control methods
 
     def endpoints(self) -> bytes:
+        if self.cluster_endpoints is not None:
+            return cbor.dumps(self.cluster_endpoints())
         address, port = self.advertise
         node = {0: 1, 1: "localhost", 2: address, 3: port, 4: 1, 5: "local-1a", 6: 0}
         return cbor.dumps([node])
@@ -547,8 +553,10 @@ class Operations:
             )
             for (info, key), entry in zip(chunk, response.get("Responses", [])):
                 item = entry.get("Item")
-                self.item_cache.fill((info.name, codec.cache_key(key, info.schema)),
-                                     item if item is not None else NEGATIVE, _item_size(item), since=stamp)
+                ck = (info.name, codec.cache_key(key, info.schema))
+                value = item if item is not None else NEGATIVE
+                if self.item_cache.fill(ck, value, _item_size(item), since=stamp) and self.on_cache_write:
+                    self.on_cache_write(ck, value, _item_size(item))
 
     def cancel_refreshes(self) -> None:
         for timer in list(self._refreshers):
@@ -599,8 +607,11 @@ class Operations:
         return item, response.get("ConsumedCapacity")
 
     def _write_through(self, info: TableInfo, key: dict, item: Any) -> None:
-        self.item_cache.put((info.name, codec.cache_key(key, info.schema)), item,
-                            _item_size(None if item is NEGATIVE else item))
+        ck = (info.name, codec.cache_key(key, info.schema))
+        size = _item_size(None if item is NEGATIVE else item)
+        self.item_cache.put(ck, item, size)
+        if self.on_cache_write:
+            self.on_cache_write(ck, item, size)
 
     def _write_reply(self, info: TableInfo, response: dict, kw: dict, return_values: str) -> bytes:
         out: dict = {}

@@ -10,6 +10,7 @@ request that parses but fails gets an error reply and the connection stays open.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import socketserver
 import threading
@@ -22,6 +23,7 @@ from botocore.config import Config
 
 from . import cbor
 from .cache import LruTtlCache
+from .cluster import WRITE_METHODS, Cluster, ClusterConfig
 from .errors import THROTTLING_CODES, DaxError, internal, validation
 from .handlers import Operations
 from .registry import AttributeListRegistry
@@ -75,6 +77,8 @@ class NodeConfig:
     stats_host: str = "127.0.0.1"
     stats_port: int | None = None
     idle_timeout: float = 600.0
+    # A cluster (docs/dax-protocol.md §Cluster): None = a single node that is its own leader.
+    cluster: ClusterConfig | None = None
 
 
 class _ConnectionClosed(cbor.Truncated):
@@ -125,7 +129,14 @@ class DaxNode:
         self._stats_server = None
         if config.stats_port is not None:
             self._stats_server = StatsServer(config.stats_host, config.stats_port,
-                                             snapshot=self.snapshot, flush=self.flush)
+                                             snapshot=self.snapshot, flush=self.flush, cluster=self.cluster_snapshot)
+        self.cluster: Cluster | None = None
+        if config.cluster is not None:
+            self.cluster = Cluster(config.cluster, dynamodb=self.dynamodb, advertise_address=socket.gethostbyname(advertise),
+                                   port=self.port, stats_port=self.stats_port, item_cache=self.item_cache,
+                                   dispatch=self.dispatch, clock=clock)
+            self.ops.on_cache_write = self.cluster.cache_written
+            self.ops.cluster_endpoints = self.cluster.endpoints
         self._thread: threading.Thread | None = None
 
     @property
@@ -137,6 +148,8 @@ class DaxNode:
         return self._stats_server.port if self._stats_server else None
 
     def start(self) -> DaxNode:
+        if self.cluster is not None:
+            self.cluster.start()  # joins before serving: the first endpoints reply lists this node
         # A short poll interval keeps stop() quick; the accept loop itself blocks in select().
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="dax-node", daemon=True)
@@ -160,6 +173,8 @@ class DaxNode:
         self._server.server_close()
         self._server.close_connections()
         self.ops.cancel_refreshes()
+        if self.cluster is not None:
+            self.cluster.stop()
         if self._stats_server:
             self._stats_server.stop()
 
@@ -181,7 +196,19 @@ class DaxNode:
                 "tx-refresh-delay-ms": self.config.tx_refresh_delay_ms,
             },
         })
+        if self.cluster is not None:
+            data["Cluster"] = self.cluster.snapshot()
         return data
+
+    def cluster_snapshot(self) -> dict:
+        """``GET /cluster``: this node's view of the cluster (a single node is its own leader)."""
+        if self.cluster is not None:
+            return self.cluster.snapshot()
+        address, port = self.ops.advertise
+        return {"Name": None, "NodeId": 1, "Role": "leader", "LeaderNodeId": 1, "Pid": os.getpid(),
+                "Members": [{"NodeId": 1, "Address": socket.inet_ntoa(address), "Port": port,
+                             "StatsPort": self.stats_port, "AvailabilityZone": "local-1a", "Alive": True,
+                             "Role": "leader"}]}
 
     # ------------------------------------------------------------------ per connection
 
@@ -242,6 +269,9 @@ class DaxNode:
         try:
             if attr is None:
                 raise validation(f"method {name} is not supported")
+            if method_id in WRITE_METHODS and self.cluster is not None and not self.cluster.is_leader():
+                # Only the leader writes (docs/dax-protocol.md §Cluster): relay its reply as it is.
+                return self.cluster.forward(method_id, args)
             return b"\x80" + getattr(self.ops, attr)(*args)
         except DaxError as exc:
             error = exc

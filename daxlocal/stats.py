@@ -2,7 +2,9 @@
 
 https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/dax-metrics-dimensions-dax.html
 
-``GET /stats`` returns the counters (and cache gauges) as JSON; ``POST /flush`` empties both caches.
+``GET /stats`` returns the counters (and cache gauges) as JSON, with the node's cluster view under
+``Cluster`` in a cluster; ``GET /cluster`` returns that view alone (docs/dax-protocol.md §Cluster);
+``POST /flush`` empties both caches.
 """
 
 from __future__ import annotations
@@ -71,8 +73,9 @@ class Stats:
 class StatsServer:
     """``GET /stats`` and ``POST /flush`` on their own port (loopback by default)."""
 
-    def __init__(self, host: str, port: int, *, snapshot: Callable[[], dict], flush: Callable[[], None]) -> None:
-        handler = _make_handler(snapshot, flush)
+    def __init__(self, host: str, port: int, *, snapshot: Callable[[], dict], flush: Callable[[], None],
+                 cluster: Callable[[], dict] | None = None) -> None:
+        handler = _make_handler(snapshot, flush, cluster)
         self._httpd = ThreadingHTTPServer((host, port), handler)
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -91,11 +94,13 @@ class StatsServer:
         self._httpd.server_close()
 
 
-def _make_handler(snapshot: Callable[[], dict], flush: Callable[[], None]):
+def _make_handler(snapshot: Callable[[], dict], flush: Callable[[], None], cluster: Callable[[], dict] | None):
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
             if self.path.split("?")[0] == "/stats":
                 self._reply(200, snapshot())
+            elif self.path.split("?")[0] == "/cluster" and cluster is not None:
+                self._reply(200, cluster())
             elif self.path == "/health":
                 self._reply(200, {"status": "ok"})
             else:
