@@ -553,6 +553,26 @@ class _Sender:
 # ---------------------------------------------------------------------- the coordination table
 
 
+class SharedAttributeLists:
+    """The attribute-list registry shared by every node (docs/dax-protocol.md §Cluster): a client
+    caches the id one node gave it and sends it to any other. Ids are content-derived, so an item
+    per id is written unconditionally and never changes meaning."""
+
+    def __init__(self, ddb, table: str) -> None:
+        self.ddb = ddb
+        self.table = table
+
+    def save(self, ident: int, names: tuple[str, ...]) -> None:
+        self.ddb.put_item(TableName=self.table, Item={
+            "pk": {"S": "attribute-lists"}, "sk": {"S": str(ident)},
+            "names": {"L": [{"S": n} for n in names]}})
+
+    def load(self, ident: int) -> list[str] | None:
+        item = self.ddb.get_item(TableName=self.table, ConsistentRead=True, Key={
+            "pk": {"S": "attribute-lists"}, "sk": {"S": str(ident)}}).get("Item")
+        return [v["S"] for v in item["names"]["L"]] if item else None
+
+
 def _ensure_table(ddb, table: str) -> None:
     try:
         ddb.describe_table(TableName=table)

@@ -44,6 +44,9 @@ class AttributeListRegistry:
         self._lock = threading.Lock()
         self._by_id: dict[int, tuple[str, ...]] = {EMPTY_LIST_ID: ()}
         self._path = Path(path) if path else None
+        # In a cluster: the lists every node has defined (a client caches an id it got from one
+        # node and sends it to another), with save(ident, names) and load(ident) -> names | None.
+        self.shared = None
         if self._path is not None:
             self._load()
 
@@ -60,6 +63,10 @@ class AttributeListRegistry:
         ident = list_id(names)
         with self._lock:
             known = self._by_id.get(ident)
+        if known is None and self.shared is not None:
+            self.shared.save(ident, names)  # before the id is handed out, like the file's fsync
+        with self._lock:
+            known = self._by_id.get(ident)
             if known is None:
                 self._by_id[ident] = names
                 self._persist(names)
@@ -70,6 +77,12 @@ class AttributeListRegistry:
     def names_for(self, ident: int) -> tuple[str, ...]:
         with self._lock:
             names = self._by_id.get(ident)
+        if names is None and self.shared is not None:
+            found = self.shared.load(ident)
+            if found is not None and list_id(tuple(found)) == ident:
+                names = tuple(found)
+                with self._lock:
+                    self._by_id[ident] = names
         if names is None:
             raise RegistryError(f"unknown attribute list id {ident}")
         return names

@@ -23,7 +23,7 @@ from botocore.config import Config
 
 from . import cbor
 from .cache import LruTtlCache
-from .cluster import WRITE_METHODS, Cluster, ClusterConfig
+from .cluster import WRITE_METHODS, Cluster, ClusterConfig, SharedAttributeLists
 from .errors import THROTTLING_CODES, DaxError, internal, validation
 from .handlers import Operations
 from .registry import AttributeListRegistry
@@ -136,6 +136,7 @@ class DaxNode:
                                    port=self.port, stats_port=self.stats_port, item_cache=self.item_cache,
                                    dispatch=self.dispatch, clock=clock)
             self.ops.on_cache_write = self.cluster.cache_written
+            self.registry.shared = SharedAttributeLists(self.dynamodb, config.cluster.table)
             self.ops.cluster_endpoints = self.cluster.endpoints
         self._thread: threading.Thread | None = None
 
