@@ -310,6 +310,7 @@ class Overview:
     summary_backlog_capped: bool  # the count stopped at BACKLOG_COUNT_CAP
     summary_backlog_minutes: int
     dax: DaxRatios | None
+    dax_cluster: DaxClusterView | None
     context_hit_ratio: float | None
     context_alert: bool
     latency: list[LatencyRow]
@@ -389,26 +390,92 @@ def summary_backlog() -> tuple[int, bool]:
 
 # --- the DAX node's stats endpoint ----------------------------------------------------------------
 
-def dax_cache_ratios(*, url: str | None = None, timeout: float = 0.5) -> DaxRatios | None:
-    """Item and query cache hit ratios from the DAX node's stats endpoint; None when unset or
-    unreachable (the overview shows "n/a", never a made-up zero)."""
+@dataclass(frozen=True)
+class DaxNodeRow:
+    """One DAX node as its own stats endpoint describes it (docs/dax-protocol.md §Cluster)."""
+
+    node_id: int
+    address: str
+    az: str | None
+    role: str  # leader / replica, or "unreachable" when its stats endpoint did not answer
+    alive: bool  # in the membership view of the node we asked first
+    item_hits: int | None = None
+    item_misses: int | None = None
+    query_hits: int | None = None
+    query_misses: int | None = None
+    requests: int | None = None
+    forwarded_writes: int | None = None
+    replication_lag_ms: float | None = None  # the last batch the leader sent this replica
+    replication_max_lag_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class DaxClusterView:
+    nodes: list[DaxNodeRow]
+    leader_node_id: int | None
+    name: str | None
+
+
+def _fetch_json(url: str, timeout: float) -> dict | None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - URL from settings
+            data = json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def dax_cluster(*, url: str | None = None, timeout: float = 0.5) -> DaxClusterView | None:
+    """Every node of the local DAX cluster with its own counters: the node at ``DAX_STATS_URL``
+    names the members (``GET /cluster``), each member's stats endpoint is read in parallel. None
+    when unset or the first node does not answer (the overview says "n/a", never a made-up
+    zero). Production DAX has no such endpoint: CloudWatch's per-node DAX metrics are the source
+    there (README "Running in production")."""
     url = url if url is not None else settings.DAX_STATS_URL
     if not url:
         return None
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - URL from settings
-            stats = json.loads(response.read())
-    except (urllib.error.URLError, OSError, ValueError):
+    base = url.rsplit("/stats", 1)[0] if url.endswith("/stats") else url.rstrip("/")
+    view = _fetch_json(f"{base}/cluster", timeout)
+    if view is None:
+        return None
+    members = [m for m in view.get("Members", []) if isinstance(m, dict)]
+    host = base.split("//", 1)[-1].rsplit(":", 1)[0]
+
+    def one(member: dict) -> DaxNodeRow:
+        stats = _fetch_json(f"http://{host}:{member['StatsPort']}/stats", timeout) if member.get("StatsPort") else None
+        cluster = (stats or {}).get("Cluster") or {}
+        replication = cluster.get("Replication") or {}
+        return DaxNodeRow(
+            node_id=member.get("NodeId"), address=f"{member.get('Address')}:{member.get('Port')}",
+            az=member.get("AvailabilityZone"),
+            role=(cluster.get("Role") or ("leader" if stats else None) or "unreachable"),
+            alive=bool(member.get("Alive")),
+            item_hits=(stats or {}).get("ItemCacheHits"), item_misses=(stats or {}).get("ItemCacheMisses"),
+            query_hits=(stats or {}).get("QueryCacheHits"), query_misses=(stats or {}).get("QueryCacheMisses"),
+            requests=(stats or {}).get("TotalRequestCount"), forwarded_writes=cluster.get("ForwardedWrites"),
+            replication_lag_ms=replication.get("LastLagMs"), replication_max_lag_ms=replication.get("MaxLagMs"),
+        )
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, len(members))) as pool:
+        rows = list(pool.map(one, members))
+    return DaxClusterView(nodes=sorted(rows, key=lambda r: r.node_id or 0), leader_node_id=view.get("LeaderNodeId"),
+                          name=view.get("Name"))
+
+
+def dax_cache_ratios(cluster: DaxClusterView | None) -> DaxRatios | None:
+    """Item and query cache hit ratios over every node that answered."""
+    if cluster is None:
         return None
 
     def ratio(hits: str, misses: str) -> float | None:
-        h, m = stats.get(hits), stats.get(misses)
-        if not isinstance(h, (int, float)) or not isinstance(m, (int, float)) or h + m == 0:
-            return None
-        return h / (h + m)
+        h = sum(getattr(n, hits) or 0 for n in cluster.nodes)
+        m = sum(getattr(n, misses) or 0 for n in cluster.nodes)
+        return h / (h + m) if h + m else None
 
-    return DaxRatios(item_hit_ratio=ratio("ItemCacheHits", "ItemCacheMisses"),
-                     query_hit_ratio=ratio("QueryCacheHits", "QueryCacheMisses"))
+    return DaxRatios(item_hit_ratio=ratio("item_hits", "item_misses"),
+                     query_hit_ratio=ratio("query_hits", "query_misses"))
 
 
 # --- the overview ---------------------------------------------------------------------------------
@@ -431,6 +498,7 @@ def overview_metrics() -> Overview:
         cache = context_cache_stats(minutes=15)
         hit_ratio = context_cache_hit_ratio(minutes=15)
     backlog, backlog_capped = summary_backlog()
+    cluster = dax_cluster()
     stream = stream_panel()
     fleet = fleet_panel(stream=stream)
     series: dict[str, Any] = {"labels": [], "turns": [], "denied": [], "cache_ratio": []}
@@ -451,7 +519,8 @@ def overview_metrics() -> Overview:
         summary_backlog=backlog,
         summary_backlog_capped=backlog_capped,
         summary_backlog_minutes=settings.SUMMARY_IDLE_MINUTES,
-        dax=dax_cache_ratios(),
+        dax=dax_cache_ratios(cluster),
+        dax_cluster=cluster,
         context_hit_ratio=hit_ratio,
         context_alert=hit_ratio is not None and hit_ratio < CONTEXT_CACHE_ALERT_BELOW,
         latency=_latency_rows(),

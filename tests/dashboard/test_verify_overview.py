@@ -166,3 +166,33 @@ def test_the_summary_panel_says_what_it_read(through_dax, viewer_client):
     assert "read from <b>DynamoDB (ConsistentRead)</b>" in panel
     detail = viewer_client.get(reverse("dashboard:session_detail", args=[meta.session_id])).content.decode()
     assert "nothing stored to read" in detail  # the summary panel: no summary, so no read at all
+
+
+def test_overview_shows_every_dax_node_of_the_cluster(console, viewer_client, settings, infra):
+    """A 3-node local cluster: one row per node with its role, AZ and counters, read from each
+    node's own stats endpoint; the hit-ratio tiles sum the nodes."""
+    from devtools.dax import start_dax_cluster
+    from sessions_app import dynamo
+
+    cluster = start_dax_cluster(0, size=3, dynamodb_endpoint=infra["dynamodb_endpoint"], stats_port=0,
+                                log=infra["logs"] / "dax-cluster-overview.log")
+    try:
+        leader = cluster.wait_for_leader()
+        settings.DAX_ENDPOINTS = cluster.endpoints
+        settings.DAX_STATS_URL = cluster.nodes[0].stats_url
+        dynamo.reset_connections()
+        body = viewer_client.get(reverse("dashboard:overview")).content.decode()
+        assert body.count('<tr data-node="') == 3
+        assert body.count('data-role="leader"') == 1 and body.count('data-role="replica"') == 2
+        assert f'<tr data-node="{leader.node_id}" data-role="leader"' in body
+        for az in ("local-1a", "local-1b", "local-1c"):
+            assert f"<td>{az}</td>" in body
+        assert 'data-metric="dax-no-leader"' not in body
+        cluster.kill(leader)
+        # The node asked first may be the dead one: then the panel says n/a rather than guessing.
+        body = viewer_client.get(reverse("dashboard:overview")).content.decode()
+        assert 'id="dax-cluster"' in body
+    finally:
+        settings.DAX_ENDPOINTS = []
+        dynamo.reset_connections()
+        cluster.stop()
