@@ -64,7 +64,7 @@ class ClusterConfig:
     index: int = 0  # the node's place in the cluster: its endpoint node id is index + 1
     availability_zone: str | None = None  # default local-1a, local-1b, ... by index
     heartbeat_seconds: float = 0.5
-    member_timeout_seconds: float = 2.0
+    member_timeout_seconds: float = 3.0
     lease_seconds: float = 3.0
     replication_delay_ms: int = 0
     peer_host: str = "127.0.0.1"
@@ -330,9 +330,12 @@ class Cluster:
             sender.put(entry)
 
     def _sync_senders(self) -> None:
-        """A sender per live replica while this node leads; none otherwise."""
-        wanted = {m.index: m for m in self.members() if m.alive and m.index != self.config.index} \
-            if self.is_leader() else {}
+        """A sender per other member while this node holds the lease; none otherwise. Members
+        that miss heartbeats keep theirs (a slow beat on a busy box must not lose entries; a
+        sender to a node that is really gone just drops them, and it restarts cold)."""
+        with self._lock:
+            holder = self._lease_owner == self.incarnation
+        wanted = {m.index: m for m in self.members() if m.index != self.config.index} if holder else {}
         for index in list(self._senders):
             m = wanted.get(index)
             sender = self._senders[index]

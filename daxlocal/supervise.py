@@ -29,6 +29,17 @@ _PER_NODE = {"--cluster-size", "--port", "--stats-port", "--peer-port", "--node-
 RESTART_DELAY = 0.5
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the supervisor dies, even by SIGKILL, so no node
+    outlives it holding its ports (Linux prctl PR_SET_PDEATHSIG; elsewhere a no-op)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
@@ -88,7 +99,7 @@ def supervise(options, argv: list[str]) -> int:
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
-    procs = {node["index"]: subprocess.Popen(command(node)) for node in nodes}
+    procs = {node["index"]: subprocess.Popen(command(node), preexec_fn=_die_with_parent) for node in nodes}
     for node in nodes:
         if not _wait_port(host, node["port"], procs[node["index"]], timeout=60):
             print(f"daxlocal cluster {name}: node {node['node_id']} did not start", file=sys.stderr, flush=True)
@@ -111,7 +122,7 @@ def supervise(options, argv: list[str]) -> int:
                   flush=True)
             time.sleep(RESTART_DELAY)
             restarts[node["index"]] += 1
-            procs[node["index"]] = subprocess.Popen(command(node))
+            procs[node["index"]] = subprocess.Popen(command(node), preexec_fn=_die_with_parent)
     _stop_all(procs)
     return 0
 

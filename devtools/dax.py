@@ -16,7 +16,7 @@ from typing import Iterable
 
 from devtools.procs import ROOT, spawn, stop, wait_for_port
 
-__all__ = ["DaxCluster", "DaxClusterNode", "spawn_dax_node", "start_dax_cluster", "start_dax_node", "wait_for_dax_node",
+__all__ = ["DaxCluster", "DaxClusterNode", "spawn_dax_cluster", "spawn_dax_node", "start_dax_cluster", "start_dax_node", "wait_for_dax_node",
            "stop"]
 
 
@@ -111,6 +111,15 @@ class DaxCluster:
             time.sleep(0.05)
         raise TimeoutError(f"no DAX leader in cluster {self.name} after {timeout}s")
 
+    def converged(self) -> bool:
+        """Every node answers, sees all members alive and names the same leader."""
+        views = [n.cluster_view() for n in self.nodes]
+        if not all(views):
+            return False
+        leaders = {v.get("LeaderNodeId") for v in views}
+        return None not in leaders and len(leaders) == 1 and all(
+            sum(1 for m in v.get("Members", []) if m.get("Alive")) == len(self.nodes) for v in views)
+
     def kill(self, node: DaxClusterNode) -> int:
         """SIGKILL ``node``'s process (the supervisor starts it again); returns the pid killed."""
         view = node.cluster_view()
@@ -134,19 +143,27 @@ class DaxCluster:
         stop(self.proc)
 
 
-def start_dax_cluster(port: int, *, size: int, dynamodb_endpoint: str, stats_port: int | None = 0,
-                      extra_args: Iterable[str] = (), log: Path, timeout: float = 90) -> DaxCluster:
-    """Spawn ``python -m daxlocal --cluster-size size`` (its own process group) and return once
-    every node listens and one is the leader. ``port`` 0 / ``stats_port`` 0 = free ports; the
-    supervisor's ``DAXLOCAL_CLUSTER`` line in ``log`` says which."""
+def spawn_dax_cluster(port: int, *, size: int, dynamodb_endpoint: str, stats_port: int | None = None,
+                      extra_args: Iterable[str] = (), log: Path | None = None) -> subprocess.Popen:
+    """Spawn ``python -m daxlocal --cluster-size size`` in its own process group and return at
+    once (node 1 on ``port``, its stats on ``stats_port``; the others on free ports)."""
     args = [sys.executable, "-m", "daxlocal", "--cluster-size", str(size), "--port", str(port),
             "--dynamodb-endpoint", dynamodb_endpoint]
     if stats_port is not None:
         args += ["--stats-port", str(stats_port)]
     args += list(extra_args)
+    return spawn(args, log, cwd=ROOT)
+
+
+def start_dax_cluster(port: int, *, size: int, dynamodb_endpoint: str, stats_port: int | None = 0,
+                      extra_args: Iterable[str] = (), log: Path, timeout: float = 90) -> DaxCluster:
+    """Spawn a cluster (:func:`spawn_dax_cluster`) and return once every node listens and one is
+    the leader. ``port`` 0 / ``stats_port`` 0 = free ports; the supervisor's ``DAXLOCAL_CLUSTER``
+    line in ``log`` says which."""
     log.parent.mkdir(parents=True, exist_ok=True)
     offset = log.stat().st_size if log.exists() else 0
-    proc = spawn(args, log, cwd=ROOT)
+    proc = spawn_dax_cluster(port, size=size, dynamodb_endpoint=dynamodb_endpoint, stats_port=stats_port,
+                             extra_args=extra_args, log=log)
     deadline = time.monotonic() + timeout
     info = None
     while info is None:
@@ -161,10 +178,13 @@ def start_dax_cluster(port: int, *, size: int, dynamodb_endpoint: str, stats_por
         time.sleep(0.05)
     cluster = DaxCluster(proc=proc, name=info["name"], nodes=[
         DaxClusterNode(node_id=n["node_id"], port=n["port"], stats_port=n["stats_port"]) for n in info["nodes"]])
-    try:
-        if stats_port is not None:
-            cluster.wait_for_leader(timeout=max(1.0, deadline - time.monotonic()))
-    except TimeoutError:
-        stop(proc)
-        raise
+    if stats_port is not None:
+        # Ready = every node sees every member and the same leader: a client bootstrapping from
+        # any seed then learns the whole cluster at once (a node's view fills in over its first
+        # heartbeats while its peers are still starting).
+        while not cluster.converged():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                stop(proc)
+                raise TimeoutError(f"the DAX cluster {cluster.name} did not converge (see {log})")
+            time.sleep(0.05)
     return cluster

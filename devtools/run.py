@@ -1,7 +1,7 @@
 """`make run`: the whole local stack in one terminal, supervised, stopped together with Ctrl-C.
 
 DynamoDB Local (data kept under the local dir), Redis (reused if one answers at REDIS_URL), the
-local DAX node in front of DynamoDB Local, the change-feed consumer (``manage.py stream_consume``,
+local DAX cluster (a leader and two replicas) in front of DynamoDB Local, the change-feed consumer (``manage.py stream_consume``,
 unless DYNAMODB_STREAM is off), a Celery worker and beat, the live-updates (SSE) server (uvicorn on
 SSE_PORT, PORT+2 by default) and gunicorn serving Django.
 Migrations, the DynamoDB table (and its stream), a staff superuser and demo data are set up on the way.
@@ -9,7 +9,7 @@ Migrations, the DynamoDB table (and its stream), a staff superuser and demo data
 A child that crashes is restarted with backoff (devtools.supervisor) while the rest keeps serving
 — the product works without Redis or DAX for the seconds they are away. Only Ctrl-C or SIGTERM
 stops everything. Everything runs on the ports and in the directory the environment names
-(PORT, SSE_PORT, DYNAMODB_ENDPOINT, REDIS_URL, DAX_PORT, DAX_STATS_PORT, MANGAASSIST_LOCAL_DIR), so a second
+(PORT, SSE_PORT, DYNAMODB_ENDPOINT, REDIS_URL, DAX_PORT, DAX_STATS_PORT, DAX_CLUSTER_SIZE, MANGAASSIST_LOCAL_DIR), so a second
 stack (the tests start one) never touches the first.
 """
 
@@ -192,13 +192,17 @@ def main() -> int:
             raise procs.StackError(f"no Redis answers at {env['REDIS_URL']}")
 
         if env["_START_DAX_NODE"]:
-            from devtools.dax import spawn_dax_node, wait_for_dax_node
+            from devtools.dax import spawn_dax_cluster, wait_for_dax_node
 
             port, stats_port = int(env["DAX_PORT"]), int(env["DAX_STATS_PORT"])
-            _say(f"starting the local DAX node on port {port} (stats on {stats_port})")
-            supervisor.start(Child("DAX node", partial(
-                spawn_dax_node, port, dynamodb_endpoint=env["DYNAMODB_ENDPOINT"], stats_port=stats_port,
-                log=logs / "dax.log",
+            size = int(env.get("DAX_CLUSTER_SIZE", "3"))
+            # A leader and two replicas by default, as a DAX cluster runs in production: the
+            # cluster's own supervisor restarts a node that dies (it rejoins as a replica); the
+            # app's seed is node 1, from which the client learns the others (docs/dax-protocol.md §Cluster).
+            _say(f"starting a {size}-node local DAX cluster (node 1 on port {port}, stats on {stats_port})")
+            supervisor.start(Child("DAX cluster", partial(
+                spawn_dax_cluster, port, size=size, dynamodb_endpoint=env["DYNAMODB_ENDPOINT"],
+                stats_port=stats_port, log=logs / "dax.log",
                 # Clients cache attribute-list ids for life: keep them valid across node restarts.
                 extra_args=["--registry-file", str(local / "dax-registry.jsonl")]),
                 lambda proc: wait_for_dax_node(proc, port, stats_port=stats_port)))

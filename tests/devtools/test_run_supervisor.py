@@ -142,7 +142,7 @@ def test_crashed_children_come_back_and_only_sigterm_stops_the_stack(stack, monk
     assert proc.poll() is None, _output(stack)
     assert _http_status(web + "/api/v1/openapi.json") == 200
 
-    names = ["redis-server", "DAX node", "celery worker"]
+    names = ["redis-server", "DAX cluster", "celery worker"]
     before = _children(stack)
     assert all(before.get(name) for name in names), before
     stack["seen"].update(_descendants(proc.pid))
@@ -181,7 +181,7 @@ def test_crashed_children_come_back_and_only_sigterm_stops_the_stack(stack, monk
                 and _http_status(f"http://127.0.0.1:{ports['dax-stats']}/stats") == 200 and worker_back())
 
     _wait_for(all_back, timeout=120, every=web_answers, what=lambda: (
-        f"redis-server, the DAX node and the Celery worker to come back: children {_children(stack)} "
+        f"redis-server, the DAX cluster and the Celery worker to come back: children {_children(stack)} "
         f"(before {before}), redis {redis_back()}, worker {worker_back()}\n{_output(stack)}"))
     assert proc.poll() is None, _output(stack)
     assert answered and all(statuses == (200, 200) for statuses in answered), answered
