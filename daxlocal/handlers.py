@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -81,6 +82,8 @@ class Operations:
         self._refreshers: set[threading.Timer] = set()
         # Set by a cluster's leader: told of every item-cache store a write caused, to replicate it.
         self.on_cache_write: Callable[[tuple, Any, int], None] | None = None
+        # Repeated hits answer from the bytes encoded for the first one (docs/dax-protocol.md §Item cache).
+        self.encoded = EncodedMemo(max_bytes=max(1 << 20, item_cache.max_bytes // 2))
         # Set in a cluster: the live membership for the endpoints reply (docs/dax-protocol.md §Cluster).
         self.cluster_endpoints: Callable[[], list] | None = None
 
@@ -697,17 +700,24 @@ class Operations:
             request["ConditionExpression"] = self._expression(ex.condition_text, kw[K_CONDITION], ph, "c")
 
     def _values_blob(self, item: dict, info: TableInfo) -> bytes:
+        return self.encoded.get(("values", info.name), item, lambda: self._encode_values(item, info))
+
+    def _encode_values(self, item: dict, info: TableInfo) -> bytes:
         key_names = {name for name, _ in info.schema}
         names = sorted(n for n in item if n not in key_names)
         return codec.encode_values(self.registry.id_for(names), (item[n] for n in names))
 
     def _values_blob_cbor(self, item: dict, info: TableInfo) -> bytes:
-        return bytes(cbor.Encoder().bytes(self._values_blob(item, info)))
+        return self.encoded.get(("values-cbor", info.name), item,
+                                lambda: bytes(cbor.Encoder().bytes(self._values_blob(item, info))))
 
     def _scan_pair(self, item: dict, info: TableInfo) -> bytes:
-        enc = cbor.Encoder().array(2)
-        enc.bytes(codec.encode_key(item, info.schema)).bytes(self._values_blob(item, info))
-        return bytes(enc)
+        def encode() -> bytes:
+            enc = cbor.Encoder().array(2)
+            enc.bytes(codec.encode_key(item, info.schema)).bytes(self._values_blob(item, info))
+            return bytes(enc)
+
+        return self.encoded.get(("pair", info.name), item, encode)
 
     @staticmethod
     def _projection_map(item: dict, paths: list) -> bytes:
@@ -720,6 +730,43 @@ class Operations:
 
 
 # ---------------------------------------------------------------------- module helpers
+
+
+class EncodedMemo:
+    """The wire encoding of cached items, kept beside them so a hit is not re-encoded.
+
+    Keyed by the identity of the item object the caches hold: a write stores a new object (the
+    caches never change an item in place), so a changed item can never be answered with its old
+    bytes; the memo holds the item itself too, so an identity cannot be reused while its entry
+    lives. Bounded by the bytes it holds (LRU); ``enabled = False`` encodes every time."""
+
+    def __init__(self, *, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.enabled = True
+        self._entries: OrderedDict = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, kind: tuple, item: dict, encode: Callable[[], bytes]) -> bytes:
+        if not self.enabled:
+            return encode()
+        key = (kind, id(item))
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None and hit[0] is item:
+                self._entries.move_to_end(key)
+                return hit[1]
+        data = encode()
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._bytes -= len(old[1])
+            self._entries[key] = (item, data)
+            self._bytes += len(data)
+            while self._bytes > self.max_bytes and self._entries:
+                _, (_, dropped) = self._entries.popitem(last=False)
+                self._bytes -= len(dropped)
+        return data
 
 
 class _Raw(bytes):

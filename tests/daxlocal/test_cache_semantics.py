@@ -364,3 +364,28 @@ def test_concurrent_clients_threads_read_their_own_writes(node, composite_table,
     counters = stats(server)
     assert counters["ItemCacheHits"] == 160 and counters["ItemCacheMisses"] == 0
     assert counters["ErrorRequestCount"] == 0
+
+
+def test_encoded_memo_answers_the_same_object_from_its_bytes_and_never_a_replaced_one():
+    from daxlocal.handlers import EncodedMemo
+
+    memo = EncodedMemo(max_bytes=64)
+    calls = []
+
+    def enc(tag):
+        def encode():
+            calls.append(tag)
+            return tag.encode() * 8
+        return encode
+
+    first = {"v": {"N": "1"}}
+    assert memo.get(("values", "t"), first, enc("a")) == b"a" * 8
+    assert memo.get(("values", "t"), first, enc("b")) == b"a" * 8  # a hit: not encoded again
+    second = {"v": {"N": "2"}}  # what a write stores: a new object
+    assert memo.get(("values", "t"), second, enc("c")) == b"c" * 8
+    assert calls == ["a", "c"]
+    for i in range(20):  # bounded by bytes: the oldest go
+        memo.get(("values", "t"), {"i": i}, enc("d"))
+    assert memo.get(("values", "t"), first, enc("e")) == b"e" * 8
+    memo.enabled = False
+    assert memo.get(("values", "t"), second, enc("f")) == b"f" * 8
