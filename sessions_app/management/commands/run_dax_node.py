@@ -15,6 +15,10 @@ class Command(BaseCommand):
         cli.add_arguments(parser)
 
     def handle(self, *args, **options):
+        if options["cluster_size"] != 1:
+            # A cluster is several processes under a supervisor: that is `python -m daxlocal`'s job.
+            raise CommandError("--cluster-size needs python -m daxlocal (it supervises the nodes); "
+                               "run_dax_node runs one node (use --cluster-name to join a cluster)")
         try:
             config = cli.config_from(options)
         except ValueError as exc:
