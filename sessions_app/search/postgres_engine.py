@@ -119,8 +119,8 @@ CREATE TABLE IF NOT EXISTS search_session (
     deleted_ms bigint
 );
 -- The session-side filters: without these a filtered query joined every GIN match of a common
--- term in each month walked against a seq scan of all sessions (p95 2.1 s at 10M turns; with
--- them the planner starts from the week's or the customer's sessions — README "Measured limits").
+-- term in each month walked against a seq scan of all sessions. With them the planner starts from
+-- the week's or the customer's sessions at 1M turns, but still not at 10M (README "Measured limits").
 CREATE INDEX IF NOT EXISTS search_session_started ON search_session (started_ms);
 CREATE INDEX IF NOT EXISTS search_session_customer ON search_session (customer_id, started_ms);
 CREATE TABLE IF NOT EXISTS search_doc (
