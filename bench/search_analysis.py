@@ -2,8 +2,8 @@
 on the search corpus (``tests/search/corpus.py``): recall and precision of each, side by side,
 with one matcher (every clause's terms adjacent, in order) so only the analysis differs.
 
-    pip install --target /tmp/sudachi sudachipy sudachidict_core   # ~200 MB, not a dependency
-    PYTHONPATH=/tmp/sudachi .venv/bin/python -m bench.search_analysis
+    .venv/bin/pip install --target .local/sudachi sudachipy sudachidict_core   # ~200 MB, not a dependency
+    PYTHONPATH=.local/sudachi .venv/bin/python -m bench.search_analysis
 
 SudachiPy is not a requirement of the product: this script is how the choice was made and how
 to check it again (docs/architecture.md §Search gives the figures).

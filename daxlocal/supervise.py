@@ -111,7 +111,6 @@ def supervise(options, argv: list[str]) -> int:
               f"({stats}az {node['az']})", flush=True)
     print("DAXLOCAL_CLUSTER " + json.dumps({"name": name, "table": options.cluster_table, "nodes": nodes}), flush=True)
 
-    restarts = {index: 0 for index in procs}
     while not stopping.wait(0.2):
         for node in nodes:
             proc = procs[node["index"]]
@@ -121,7 +120,6 @@ def supervise(options, argv: list[str]) -> int:
             print(f"daxlocal cluster {name}: node {node['node_id']} exited ({proc.returncode}); restarting",
                   flush=True)
             time.sleep(RESTART_DELAY)
-            restarts[node["index"]] += 1
             procs[node["index"]] = subprocess.Popen(command(node), preexec_fn=_die_with_parent)
     _stop_all(procs)
     return 0

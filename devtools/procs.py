@@ -197,8 +197,8 @@ def _postgres_dir(path: Path, as_user: dict) -> None:
     if as_user:
         os.chown(path, as_user["user"], as_user["group"])
     path.chmod(0o700)
-    # Every parent must be traversable by that user: pytest's /tmp/pytest-of-root is not, for one
-    # (callers use tempfile.mkdtemp under /tmp instead).
+    # Every parent must be traversable by that user: pytest's per-user base temporary directory
+    # is not, for one (callers use tempfile.mkdtemp in the system temporary directory instead).
     if as_user:
         for parent in path.resolve().parents:
             if not os.stat(parent).st_mode & 0o001:

@@ -82,8 +82,9 @@ def _turns_and_summary(*, session_id: str, low: int, high: int, summary_through:
 
 def _turns_and_summary_exact(*, session_id: str, low: int, high: int, summary_through: int = 0,
                              consistent: bool) -> tuple[list[ItemView], ItemView | None, bool]:
-    """As ``_turns_exact``, by key: short (an eventually consistent read that had not seen the
-    newest turn yet) → read again strongly consistent. Returns turns, summary, retried."""
+    """``_turns_and_summary``, and if an eventually consistent read came back short (a replica or
+    a cache that had not seen the newest turn yet) → read again strongly consistent. Returns
+    turns, summary, retried."""
     turns, summary = _turns_and_summary(session_id=session_id, low=low, high=high,
                                         summary_through=summary_through, consistent=consistent)
     if not consistent and len(turns) < max(0, high - low + 1):
@@ -169,7 +170,7 @@ def context_read(*, session_id: str, turns: int, min_seq: int = 0, consistent: b
     append, or the hint the write path leaves in Redis). META read through DAX may lag a
     transaction (DAX refreshes its item cache in the background after TransactWriteItems), so a
     META older than ``min_seq`` is re-read strongly consistent; the turn query is bounded by that
-    count (see ``_turn_range``). ``consistent`` forces strongly consistent reads throughout (used
+    count (see ``_turns_and_summary``). ``consistent`` forces strongly consistent reads throughout (used
     when no hint is available because Redis is down).
 
     Two hand-built reads (docs/architecture.md §Read path): GetItem META, then one BatchGetItem
