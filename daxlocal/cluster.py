@@ -139,6 +139,8 @@ class Cluster:
         self._thread: threading.Thread | None = None
         self._peer = _PeerServer((config.peer_host, config.peer_port), self)
         self._peer_thread: threading.Thread | None = None
+        # Replaced whole, never changed in place: write threads read it without a lock while the
+        # heartbeat thread decides who gets a sender.
         self._senders: dict[int, _Sender] = {}
         self._forward = threading.local()
         self.replication = ReplicationStats()
@@ -164,7 +166,7 @@ class Cluster:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=5)
-        for sender in list(self._senders.values()):
+        for sender in self._senders.values():
             sender.close()
         self._peer.shutdown()
         self._peer.server_close()
@@ -319,14 +321,22 @@ class Cluster:
             self.forwarded_writes += 1
         return reply
 
+    def dispatch_forwarded(self, method_id: int, args: list) -> bytes:
+        """A write forwarded by a replica: run it here if this node leads, else refuse (the replica
+        relays the refusal; the client retries against the membership it learns next)."""
+        if not self.is_leader():
+            return NoLeader("this node is no longer the DAX leader; retry").encode()
+        return self.dispatch(method_id, args)
+
     # ------------------------------------------------------------------ replication
 
     def cache_written(self, key: tuple, value: Any, size: int) -> None:
         """The leader stored ``value`` under ``key`` because of a write: queue it to the replicas."""
-        if not self._senders:
+        senders = self._senders
+        if not senders:
             return
         entry = [key[0], list(key[1]), None if value is NEGATIVE else value, size]
-        for sender in list(self._senders.values()):
+        for sender in senders.values():
             sender.put(entry)
 
     def _sync_senders(self) -> None:
@@ -336,15 +346,17 @@ class Cluster:
         with self._lock:
             holder = self._lease_owner == self.incarnation
         wanted = {m.index: m for m in self.members() if m.index != self.config.index} if holder else {}
-        for index in list(self._senders):
+        senders = {}
+        for index, sender in self._senders.items():
             m = wanted.get(index)
-            sender = self._senders[index]
             if m is None or sender.target != (m.address, m.peer_port):
                 sender.close()
-                del self._senders[index]
+            else:
+                senders[index] = sender
         for index, m in wanted.items():
-            if index not in self._senders:
-                self._senders[index] = _Sender(self, index, (m.address, m.peer_port))
+            if index not in senders:
+                senders[index] = _Sender(self, index, (m.address, m.peer_port))
+        self._senders = senders
 
     def apply_replicated(self, entries: list, sent_at_ms: float) -> None:
         for table, key_parts, value, size in entries:
@@ -474,17 +486,6 @@ class _PeerServer:
 
     def server_close(self) -> None:
         self._server.server_close()
-
-
-def _dispatch_forwarded(self: Cluster, method_id: int, args: list) -> bytes:
-    """A write forwarded by a replica: run it here if this node leads, else refuse (the replica
-    relays the refusal; the client retries against the membership it learns next)."""
-    if not self.is_leader():
-        return NoLeader("this node is no longer the DAX leader; retry").encode()
-    return self.dispatch(method_id, args)
-
-
-Cluster.dispatch_forwarded = _dispatch_forwarded  # type: ignore[attr-defined]
 
 
 class _Sender:
