@@ -15,11 +15,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-# PynamoDB's operation names -> the clients' method names.
-_SNAKE = {
-    "GetItem": "get_item", "BatchGetItem": "batch_get_item", "Query": "query", "Scan": "scan",
-    "TransactGetItems": "transact_get_items",
-}
 
 
 @dataclass(frozen=True)
@@ -71,10 +66,12 @@ class Floors:
         """Send ``calls`` once, each by the client of the route the app meant for it (DAX calls
         by amazondax, everything else by botocore); (wall ms, CPU seconds) of the set. The DAX
         client rewrites requests in place, so each is copied first, outside the timed section."""
+        from botocore import xform_name  # "BatchGetItem" -> "batch_get_item", as botocore names methods
+
         from sessions_app.dynamo import ROUTE_DAX
 
         methods: list[tuple[Callable, dict]] = [
-            (getattr(self.dax if c.route == ROUTE_DAX else self.boto, _SNAKE[c.operation]), copy.deepcopy(c.kwargs))
+            (getattr(self.dax if c.route == ROUTE_DAX else self.boto, xform_name(c.operation)), copy.deepcopy(c.kwargs))
             for c in calls
         ]
         cpu0, t0 = time.process_time(), time.perf_counter()
