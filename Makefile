@@ -21,10 +21,10 @@ bootstrap:
 	@bash devtools/bootstrap.sh
 
 bootstrap-dev:
-	@WITH_BROWSER=1 REQUIREMENTS=requirements-dev.txt bash devtools/bootstrap.sh
+	@WITH_BROWSER=1 WITH_PROMTOOL=1 REQUIREMENTS=requirements-dev.txt bash devtools/bootstrap.sh
 
 # Production settings must pass Django's deployment checks.
 check: bootstrap
 	MANGAASSIST_ENV=production DJANGO_SECRET_KEY=$$(head -c 48 /dev/urandom | base64) \
-	DJANGO_ALLOWED_HOSTS=console.example.com SEARCH_ENGINE=postgres SEARCH_DATABASE_URL=postgresql://search.example.com/mangaassist \
+	DJANGO_ALLOWED_HOSTS=console.example.com PROMETHEUS_MULTIPROC_DIR=$$(mktemp -d) SEARCH_ENGINE=postgres SEARCH_DATABASE_URL=postgresql://search.example.com/mangaassist \
 	$(PY) manage.py check --deploy --fail-level WARNING

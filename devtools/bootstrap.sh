@@ -15,6 +15,11 @@ if [[ "${WITH_BROWSER:-0}" == 1 ]]; then
   # Japanese chat text must render in the browser tests' screenshots, not as empty boxes.
   fc-list :lang=ja 2>/dev/null | grep -q . || want+=(fonts-noto-cjk)
 fi
+# promtool checks deploy/prometheus/alerts.yml in the tests (Debian ships it in `prometheus`; the
+# server itself is not started or used).
+if [[ "${WITH_PROMTOOL:-0}" == 1 ]]; then
+  command -v promtool >/dev/null 2>&1 || want+=(prometheus)
+fi
 if ((${#want[@]})); then
   echo "[bootstrap] installing system packages: ${want[*]}"
   SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"

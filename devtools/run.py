@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 
 from devtools import procs
 from devtools.supervisor import Child, Supervisor
-from mangaassist.env import env_bool
+from mangaassist.env import env_bool, file_secret
 
 ROOT = procs.ROOT
 PY = sys.executable
@@ -58,6 +58,12 @@ def _env() -> dict[str, str]:
     if "DAX_ENDPOINTS" not in env:
         env["DAX_ENDPOINTS"] = f"127.0.0.1:{env['DAX_PORT']}"
         env.setdefault("DAX_STATS_URL", f"http://127.0.0.1:{env['DAX_STATS_PORT']}/stats")
+    # Every process of the stack adds its metrics to the same directory, so /metrics and the
+    # console's overview see them all (docs/operating.md); main() empties it at each start.
+    env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(Path(env["MANGAASSIST_LOCAL_DIR"]) / "metrics"))
+    # /metrics is off without a token (404); the local stack has one, generated once per checkout.
+    if "METRICS_TOKEN" not in env:
+        env["METRICS_TOKEN"] = file_secret(Path(env["MANGAASSIST_LOCAL_DIR"]) / "metrics-token")
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -157,6 +163,15 @@ def _log_ready(marker: str, timeout: float):
     return ready
 
 
+def _fresh_metrics_dir(path: Path) -> None:
+    """prometheus-client's multiprocess files belong to one run of the stack: files left by an
+    earlier run's processes would add their old totals to this run's (its docs: wipe the
+    directory between runs)."""
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+
+
 def _port_ready(port: int, name: str, timeout: float):
     return lambda proc: procs.wait_for_port("127.0.0.1", port, timeout=timeout, proc=proc, name=name)
 
@@ -168,6 +183,7 @@ def main() -> int:
     local = Path(env["MANGAASSIST_LOCAL_DIR"]).resolve()
     logs = local / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    _fresh_metrics_dir(Path(env["PROMETHEUS_MULTIPROC_DIR"]))
     supervisor = Supervisor(say=_say, state_file=local / "run" / "children.json")
     supervisor.install_signal_handlers()
     try:
@@ -248,13 +264,17 @@ def main() -> int:
         port = env["PORT"]
         _say(f"starting gunicorn on http://127.0.0.1:{port}")
         supervisor.start(Child("gunicorn", partial(
-            procs.spawn, [PY, "-m", "gunicorn", "mangaassist.wsgi:application", "--bind", f"127.0.0.1:{port}",
+            procs.spawn, [PY, "-m", "gunicorn", "mangaassist.wsgi:application", "-c", "python:mangaassist.gunicorn_conf",
+                          "--bind", f"127.0.0.1:{port}",
                           "--workers", env.get("WEB_CONCURRENCY", "3"), "--access-logfile", "-", "--timeout", "30"],
             logs / "gunicorn.log", cwd=ROOT, env=env),
             lambda proc: _wait_http(f"http://127.0.0.1:{port}/accounts/login/", timeout=60, proc=proc)))
         _say(f"ready in {time.monotonic() - started_at:.1f}s — console: http://127.0.0.1:{port}/  "
              f"admin: http://127.0.0.1:{port}/admin/  API: http://127.0.0.1:{port}/api/v1/docs  "
              f"live updates: {env['SSE_ORIGIN'] or 'same origin'}/events/")
+        if env.get("METRICS_TOKEN"):
+            _say(f"metrics: curl -H 'Authorization: Bearer {env['METRICS_TOKEN']}' http://127.0.0.1:{port}/metrics  "
+                 f"health: http://127.0.0.1:{port}/readyz")
         _say(f"logs in {_shown(logs)}/ — a crashed process is restarted; Ctrl-C stops everything started here")
         supervisor.run_forever()
     except KeyboardInterrupt:

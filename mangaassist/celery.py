@@ -10,6 +10,10 @@ conditional write. See docs/architecture.md §Celery.
 import os
 
 from celery import Celery
+from celery.signals import worker_process_shutdown
+
+from sessions_app.observability import metrics
+from sessions_app.observability.logs import connect_celery_signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mangaassist.settings")
 
@@ -33,3 +37,14 @@ app.conf.update(
     timezone="UTC",
 )
 app.autodiscover_tasks()
+# The request id of the request that enqueued a task travels with it and is on the task's log
+# lines (sessions_app/observability/logs.py); the worker logs through Django's LOGGING.
+connect_celery_signals()
+
+
+@worker_process_shutdown.connect
+def _pool_process_gone(pid=None, **_kwargs):
+    """A pool process is ending: its live gauges (a DAX breaker it had open) stop counting in the
+    multiprocess totals (docs/operating.md §Metrics). Billiard's children leave with os._exit,
+    which skips atexit, hence the signal."""
+    metrics.mark_process_dead(pid or os.getpid())

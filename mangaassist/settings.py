@@ -15,6 +15,8 @@ import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
+from sessions_app.observability.logs import logging_config
+
 from .env import env_bool, env_float, env_int, env_list, env_optional, env_str, file_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -62,6 +64,13 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Before the host check and the HTTPS redirect: a load balancer probes the target's own
+    # address over plain HTTP (sessions_app/probes.py).
+    "sessions_app.probes.ProbeMiddleware",
+    # Then: every log line of the request carries its id (X-Request-ID, honoured or made), and
+    # the request's latency includes every middleware below (docs/operating.md).
+    "sessions_app.observability.logs.RequestIdMiddleware",
+    "sessions_app.observability.http.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -272,6 +281,19 @@ SEARCH_DATABASE_URL = env_str("SEARCH_DATABASE_URL", "")
 if SEARCH_ENGINE == "postgres" and not SEARCH_DATABASE_URL:
     raise ImproperlyConfigured("SEARCH_ENGINE=postgres needs SEARCH_DATABASE_URL (postgresql://user:pass@host/db)")
 
+# --- Metrics (docs/operating.md) -----------------------------------------------------------------
+# GET /metrics answers only "Authorization: Bearer $METRICS_TOKEN"; unset, it is a 404. Every
+# process adds its numbers to the files in PROMETHEUS_MULTIPROC_DIR (an environment variable read
+# by prometheus-client itself, set before the process starts: gunicorn, Celery, the consumer) so
+# /metrics and the console see all of them; without it each process reports only itself.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+# /readyz: one round of dependency checks per process per READYZ_CACHE_SECONDS, answered within
+# READYZ_TIMEOUT_SECONDS (sessions_app/selectors/readiness.py).
+READYZ_TIMEOUT_SECONDS = env_float("READYZ_TIMEOUT_SECONDS", 1.0, minimum=0.05)
+READYZ_CACHE_SECONDS = env_float("READYZ_CACHE_SECONDS", 1.0, minimum=0.0)
+METRICS_ENABLED = env_bool("METRICS_ENABLED", True)  # read by observability.metrics at import
+PROMETHEUS_MULTIPROC_DIR = env_optional("PROMETHEUS_MULTIPROC_DIR")
+
 # --- Redis ------------------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 0.25, minimum=0.01)
@@ -370,19 +392,50 @@ CELERY_BEAT_SCHEDULE = {
     # The search index's months past every session's TTL are dropped whole (PostgreSQL engine).
     "search-retention-sweep": {"task": "sessions_app.search_retention_sweep", "schedule": 86400.0,
                                "options": {"expires": 3600.0}},
+    # "alerts-evaluate" is added by the Alerts block below, beside the setting it runs on.
 }
 
-# --- Logging ------------------------------------------------------------------------------------
-LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {
-        "botocore": {"level": "WARNING"},
-        "pynamodb": {"level": "WARNING"},
-        "amazondax": {"level": "WARNING"},
-    },
+# --- Alerts (services.alerts; deploy/prometheus/alerts.yml carries the same rules) -------------
+# Transitions (fired, resolved) are POSTed as Slack-compatible JSON, signed like the bot webhook
+# (HMAC-SHA256 over "<timestamp>." + body with ALERT_WEBHOOK_SECRET). No URL or no secret: alerts
+# are still evaluated and shown on the overview, nothing is sent (never unsigned).
+ALERT_WEBHOOK_URL = env_optional("ALERT_WEBHOOK_URL")
+ALERT_WEBHOOK_SECRET = env_str("ALERT_WEBHOOK_SECRET", "")
+ALERT_WEBHOOK_TIMEOUT = env_float("ALERT_WEBHOOK_TIMEOUT", 5.0, minimum=0.1)
+# Beat runs the sweep this often; it must stay well under the shortest rule window (5 min).
+ALERT_EVALUATE_SECONDS = env_int("ALERT_EVALUATE_SECONDS", 60, minimum=5)
+# Each run also stores the metrics sample later runs (and the overview) take differences from.
+CELERY_BEAT_SCHEDULE["alerts-evaluate"] = {
+    "task": "sessions_app.alerts_evaluate", "schedule": float(ALERT_EVALUATE_SECONDS),
+    "options": {"expires": float(ALERT_EVALUATE_SECONDS)},
 }
+# DAX item/query and Redis context cache hit ratios below this over 15 minutes fire.
+ALERT_HIT_RATIO_BELOW = env_float("ALERT_HIT_RATIO_BELOW", 0.80, minimum=0.0)
+# HTTP 5xx share of requests above this over 5 minutes fires.
+ALERT_ERROR_RATE_ABOVE = env_float("ALERT_ERROR_RATE_ABOVE", 0.05, minimum=0.0)
+ALERT_SUMMARY_BACKLOG = env_int("ALERT_SUMMARY_BACKLOG", 100, minimum=0)
+# A ratio judged on a handful of requests is noise (3 requests turned the band red once): a hit
+# ratio rule needs this many lookups in its window, the error rate ALERT_MIN_HTTP_REQUESTS.
+ALERT_MIN_REQUESTS = env_int("ALERT_MIN_REQUESTS", 100, minimum=1)
+ALERT_MIN_HTTP_REQUESTS = env_int("ALERT_MIN_HTTP_REQUESTS", 50, minimum=1)
+# Production DAX has no stats endpoint: with DAX_STATS_URL unset, the hit ratios come from
+# CloudWatch's AWS/DAX metrics of this cluster (ClusterId), in AWS_REGION.
+DAX_CLUSTER_NAME = env_optional("DAX_CLUSTER_NAME")
+# The console's public URL, for the link in each alert (optional).
+CONSOLE_URL = env_str("CONSOLE_URL", "").rstrip("/")
+
+# --- Logging ------------------------------------------------------------------------------------
+# Structured lines (structlog over the standard library's logging; sessions_app/observability/logs.py):
+# one JSON object per line in production, aligned text locally. Every line of a request carries
+# its request id (X-Request-ID), also the lines of the Celery tasks it enqueued.
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOG_FORMAT = env_str("LOG_FORMAT", "json" if PRODUCTION else "console")
+if LOG_FORMAT not in ("json", "console"):
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r} must be 'json' or 'console'")
+# Applies LOGGING and routes structlog.get_logger() into it.
+LOGGING_CONFIG = "sessions_app.observability.logs.configure"
+LOGGING = logging_config(
+    level=LOG_LEVEL,
+    json=LOG_FORMAT == "json",
+    levels={"botocore": "WARNING", "pynamodb": "WARNING", "amazondax": "WARNING"},
+)

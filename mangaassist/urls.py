@@ -3,8 +3,14 @@ from django.urls import include, path, re_path
 
 from sessions_app.api import api
 from sessions_app.api.errors import api_not_found
+from sessions_app.metrics_views import metrics_view
+from sessions_app.probes import healthz, readyz
 
 urlpatterns = [
+    # Operations: the load balancer's probes and Prometheus' scrape (docs/operating.md).
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/v1/", api.urls),

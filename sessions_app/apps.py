@@ -10,6 +10,7 @@ class SessionsAppConfig(AppConfig):
 
     def ready(self) -> None:
         checks.register(search_engine_check, checks.Tags.database, deploy=True)
+        checks.register(metrics_check, deploy=True)
 
 
 def search_engine_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
@@ -22,4 +23,17 @@ def search_engine_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]
             hint="set SEARCH_ENGINE=postgres and SEARCH_DATABASE_URL, unless the console, the stream consumer "
                  "and nothing else run on this one host",
             id="mangaassist.W001")]
+    return []
+
+
+def metrics_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """gunicorn's workers (and Celery's pool processes) are separate processes: without the
+    multiprocess directory each scrape of /metrics would report whichever worker answered it, and
+    the console's operations panel only its own worker. docs/operating.md §Metrics."""
+    if settings.PRODUCTION and settings.METRICS_ENABLED and not settings.PROMETHEUS_MULTIPROC_DIR:
+        return [checks.Warning(
+            "PROMETHEUS_MULTIPROC_DIR is unset: /metrics and the console would each show one process's numbers",
+            hint="point it at an empty directory (a tmpfs) created before gunicorn and Celery start, "
+                 "and run gunicorn with -c python:mangaassist.gunicorn_conf",
+            id="mangaassist.W002")]
     return []

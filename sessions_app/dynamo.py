@@ -28,9 +28,7 @@ import os
 import socket
 import threading
 import time
-from collections import defaultdict
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from botocore.config import Config
@@ -48,6 +46,7 @@ from pynamodb.exceptions import (
 )
 
 from .exceptions import StoreUnavailable
+from .observability import metrics
 
 log = logging.getLogger(__name__)
 
@@ -132,68 +131,44 @@ def store_unavailable(operation: str, exc: PynamoDBException) -> StoreUnavailabl
 
 
 # --- metrics ------------------------------------------------------------------------------------
+# Every call is counted by operation, route and outcome and timed by operation and route in the
+# project's Prometheus metrics (sessions_app/observability/metrics.py): the numbers /metrics
+# exposes are the ones the console shows.
 
-_LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
-
-
-@dataclass
-class PathStats:
-    """Per-process counters and a latency histogram for one read/write path."""
-
-    calls: int = 0
-    errors: int = 0
-    total_ms: float = 0.0
-    buckets: list[int] = field(default_factory=lambda: [0] * (len(_LATENCY_BUCKETS_MS) + 1))
-
-    def observe(self, elapsed_ms: float, *, error: bool = False) -> None:
-        self.calls += 1
-        self.errors += int(error)
-        self.total_ms += elapsed_ms
-        for i, bound in enumerate(_LATENCY_BUCKETS_MS):
-            if elapsed_ms <= bound:
-                self.buckets[i] += 1
-                return
-        self.buckets[-1] += 1
-
-    def quantile_ms(self, q: float) -> float | None:
-        """Upper bound of the bucket holding the q-quantile (histogram resolution)."""
-        if not self.calls:
-            return None
-        target = q * self.calls
-        seen = 0
-        for i, count in enumerate(self.buckets):
-            seen += count
-            if seen >= target:
-                return float(_LATENCY_BUCKETS_MS[i]) if i < len(_LATENCY_BUCKETS_MS) else float("inf")
-        return float("inf")
+_THROTTLED = frozenset({
+    "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+    "TransactionInProgressException",
+})
 
 
-_stats_lock = threading.Lock()
-_stats: dict[str, PathStats] = defaultdict(PathStats)
+def _outcome(exc: BaseException | None) -> str:
+    if exc is None:
+        return "ok"
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        if code in (CONDITION_FAILED, "TransactionCanceledException"):
+            return "condition_failed"
+        if code in _THROTTLED:
+            return "throttled"
+        return "server_error" if status >= 500 or code in _TRANSIENT_CODES else "client_error"
+    return "unavailable"
 
 
-def _observe(path: str, started: float, *, error: bool = False) -> None:
-    elapsed_ms = (time.perf_counter() - started) * 1000
-    with _stats_lock:
-        _stats[path].observe(elapsed_ms, error=error)
+def _observe(operation: str, route: str, started: float, exc: BaseException | None = None) -> None:
+    if metrics.ENABLED:
+        metrics.DYNAMODB_REQUEST_SECONDS.labels(operation, route).observe(time.perf_counter() - started)
+        metrics.DYNAMODB_REQUESTS.labels(operation, route, _outcome(exc)).inc()
 
 
-def path_stats() -> dict[str, dict[str, Any]]:
-    """A snapshot of this process's counters per route (the ``ROUTE_*`` names)."""
-    with _stats_lock:
-        return {
-            name: {
-                "calls": s.calls, "errors": s.errors,
-                "mean_ms": (s.total_ms / s.calls) if s.calls else None,
-                "p50_ms": s.quantile_ms(0.5), "p95_ms": s.quantile_ms(0.95),
-            }
-            for name, s in _stats.items()
-        }
-
-
-def path_stats_reset() -> None:
-    with _stats_lock:
-        _stats.clear()
+def route_calls() -> dict[str, int]:
+    """Calls per route (the ``ROUTE_*`` names) counted so far, summed over operations and
+    outcomes — as ``mangaassist_dynamodb_requests_total`` reports them."""
+    calls: dict[str, int] = {}
+    for name, labels, value in metrics.samples("mangaassist_dynamodb_requests"):
+        if name == "mangaassist_dynamodb_requests_total":
+            calls[labels["route"]] = calls.get(labels["route"], 0) + int(value)
+    return calls
 
 
 # --- observed routes ------------------------------------------------------------------------------
@@ -265,16 +240,25 @@ class CircuitBreaker:
 
     def record_success(self) -> None:
         with self._lock:
+            was_open = self._opened_at is not None
             self._failures = 0
             self._opened_at = None
             self._probing = False
+        if was_open:
+            self.on_change("closed")
 
     def record_failure(self) -> None:
         with self._lock:
             self._failures += 1
-            if self._probing or self._failures >= self.failures_to_open:
+            opened = self._probing or self._failures >= self.failures_to_open
+            if opened:
                 self._opened_at = self._clock()
             self._probing = False
+        if opened:
+            self.on_change("open")
+
+    def on_change(self, state: str) -> None:
+        """The breaker closed or (re-)opened; the DAX breaker reports it as a metric."""
 
 
 # --- DAX client (one per process, built lazily after fork) ---------------------------------------
@@ -295,9 +279,14 @@ class _DaxUnavailable(Exception):
     """Internal: DAX could not serve the call; the caller falls back to DynamoDB."""
 
 
+class _DaxBreaker(CircuitBreaker):
+    def on_change(self, state: str) -> None:
+        metrics.dax_breaker_state(state)
+
+
 def _dax_breaker() -> CircuitBreaker:
     if _dax.breaker is None:
-        _dax.breaker = CircuitBreaker(
+        _dax.breaker = _DaxBreaker(
             failures=settings.DAX_BREAKER_FAILURES, reset_seconds=settings.DAX_BREAKER_RESET_SECONDS
         )
     return _dax.breaker
@@ -351,6 +340,8 @@ def dax_close() -> None:
         if _dax.client is not None and _dax.pid == os.getpid():
             _close_quietly(_dax.client)
         _dax.client, _dax.pid, _dax.endpoints, _dax.breaker = None, None, (), None
+    if metrics.ENABLED:
+        metrics.DAX_BREAKER_OPEN.set(0)  # the next client starts with a closed breaker
 
 
 # The DAX client closes through a thread pool; interpreter exit shuts thread pools down before
@@ -463,16 +454,16 @@ class RoutedConnection(Connection):
                     result = super()._make_api_call(operation_name, operation_kwargs)
                 except _DaxUnavailable as exc:
                     breaker.record_failure()
-                    _observe(ROUTE_DAX, started, error=True)
+                    _observe(operation_name, ROUTE_DAX, started, exc)
                     log.warning("DAX unavailable, falling back to DynamoDB: %s", exc)
-                except Exception:
+                except Exception as exc:
                     breaker.record_success()  # DAX answered; the request itself was refused
-                    _observe(ROUTE_DAX, started)
+                    _observe(operation_name, ROUTE_DAX, started, exc.__cause__ or exc)
                     _route_taken(ROUTE_DAX)
                     raise
                 else:
                     breaker.record_success()
-                    _observe(ROUTE_DAX, started)
+                    _observe(operation_name, ROUTE_DAX, started)
                     _route_taken(ROUTE_DAX)
                     return result
                 finally:
@@ -482,13 +473,16 @@ class RoutedConnection(Connection):
         started = time.perf_counter()
         try:
             result = super()._make_api_call(operation_name, operation_kwargs)
-        except ClientError:
-            _observe(route, started)
+        except ClientError as exc:
+            _observe(operation_name, route, started, exc)
             raise
         except (BotoCoreError, PynamoDBConnectionError, OSError) as exc:
-            _observe(route, started, error=True)
+            _observe(operation_name, route, started, exc)
             raise StoreUnavailable(f"DynamoDB {operation_name} failed: {exc}") from exc
-        _observe(route, started)
+        except Exception as exc:
+            _observe(operation_name, route, started, exc.__cause__ or exc)
+            raise
+        _observe(operation_name, route, started)
         return result
 
 

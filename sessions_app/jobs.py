@@ -17,6 +17,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from .exceptions import QueueUnavailable
+from .observability import metrics
 
 
 def task_publish(*, name: str, args: list, task_id: str) -> None:
@@ -29,4 +30,5 @@ def task_publish(*, name: str, args: list, task_id: str) -> None:
     try:
         import_string(settings.TASK_APP).send_task(name, args=args, task_id=task_id, retry=False)
     except Exception as exc:  # the transport's own error classes vary by broker (see module doc)
+        metrics.count(metrics.TASK_ENQUEUE_FAILURES, name)
         raise QueueUnavailable(f"could not publish {name}: {type(exc).__name__}: {exc}") from exc

@@ -16,7 +16,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from .exceptions import SessionNotFound, StoreUnavailable
-from .services import handoff, search_index, summaries, webhooks
+from .services import alerts, handoff, search_index, summaries, webhooks
 from .summarizers import SummarizerUnavailable
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,17 @@ def search_retention_sweep() -> dict:
     if dropped:
         log.info("search retention: dropped %s", ", ".join(dropped))
     return {"dropped": dropped}
+
+
+@sweep_task("sessions_app.alerts_evaluate")
+def alerts_evaluate() -> dict:
+    """Beat: evaluate the alert rules now (see services.alerts.evaluate). Idempotent: a second run
+    finds the same windows, so no transition, and posts only what is still undelivered (a failed
+    post is tried again by the next tick's run)."""
+    transitions = alerts.evaluate()
+    return {"fired": [t.rule for t in transitions if t.kind == "fired"],
+            "resolved": [t.rule for t in transitions if t.kind == "resolved"],
+            "undelivered": [t.rule for t in transitions if not t.delivered]}
 
 
 @shared_task(

@@ -25,7 +25,8 @@ LAYERS: list[tuple[str, ...]] = [
     # entry points: console views, API handlers, admin, tasks, management commands
     ("dashboard", "sessions_app.api", "sessions_app.admin", "sessions_app.tasks",
      "sessions_app.management", "sessions_app.demo", "sessions_app.access", "sessions_app.downloads", "sessions_app.apps",
-     "sessions_app.migrations", "sessions_app.aws_lambda", "sessions_app.live"),
+     "sessions_app.migrations", "sessions_app.aws_lambda", "sessions_app.live", "sessions_app.probes",
+     "sessions_app.metrics_views"),
     # writes
     ("sessions_app.services",),
     # reads
@@ -36,7 +37,7 @@ LAYERS: list[tuple[str, ...]] = [
     # the one DynamoDB/DAX connection module and the pure key builders
     ("sessions_app.dynamo", "sessions_app.keys"),
     # neutral: imported by everything, importing nothing of the project's
-    ("sessions_app.exceptions", "sessions_app.clock", "sessions_app.ids", "sessions_app"),
+    ("sessions_app.exceptions", "sessions_app.clock", "sessions_app.ids", "sessions_app.observability", "sessions_app"),
     # a product of its own: imports nothing of the project (tests/daxlocal/test_independence.py)
     ("daxlocal",),
 ]

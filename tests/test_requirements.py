@@ -32,7 +32,9 @@ print(json.dumps(sorted({m.split(".")[0] for m in sys.modules})))
 # Imported only when present (try/except ImportError in botocore, django-ninja, celery...): a
 # venv built from requirements.txt alone runs the entry points above without them. blinker:
 # pynamodb.signals uses it when installed (the tests' Scan guard needs it; requirements-dev.txt).
-OPTIONAL = {"setuptools", "certifi", "greenlet", "pygments", "pyyaml", "cython", "blinker"}
+# rich: structlog's console renderer looks for it (schemathesis brings it); our local log format
+# works without it (sessions_app/observability/logs.py renders tracebacks as plain text).
+OPTIONAL = {"setuptools", "certifi", "greenlet", "pygments", "pyyaml", "cython", "blinker", "rich"}
 
 
 def _closure() -> set[str]:

@@ -1,5 +1,6 @@
 import os
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -15,7 +16,8 @@ def _manage(*args, **env):
 
 PRODUCTION = {"MANGAASSIST_ENV": "production", "DJANGO_ALLOWED_HOSTS": "console.example.com",
               "DJANGO_SECRET_KEY": "x" * 20 + "production-secret-key-for-the-check-0123456789",
-              "SEARCH_ENGINE": "postgres", "SEARCH_DATABASE_URL": "postgresql://search.example.com/mangaassist"}
+              "SEARCH_ENGINE": "postgres", "SEARCH_DATABASE_URL": "postgresql://search.example.com/mangaassist",
+              "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="metrics-check-")}
 
 
 def test_production_settings_pass_the_deployment_checks():
@@ -27,6 +29,15 @@ def test_production_settings_pass_the_deployment_checks():
 def test_a_production_search_index_in_a_local_file_is_warned_about():
     result = _manage("check", "--deploy", "--fail-level", "WARNING", **{**PRODUCTION, "SEARCH_ENGINE": "sqlite"})
     assert result.returncode != 0 and "mangaassist.W001" in result.stderr + result.stdout
+
+
+def test_production_metrics_without_the_multiprocess_directory_are_warned_about():
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", **{**PRODUCTION, "PROMETHEUS_MULTIPROC_DIR": ""})
+    assert result.returncode != 0 and "mangaassist.W002" in result.stderr + result.stdout
+    # Metrics off: nothing to aggregate, nothing to warn about.
+    result = _manage("check", "--deploy", "--fail-level", "WARNING",
+                     **{**PRODUCTION, "PROMETHEUS_MULTIPROC_DIR": "", "METRICS_ENABLED": "0"})
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_the_postgres_search_engine_needs_its_url():

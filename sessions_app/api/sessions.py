@@ -10,6 +10,8 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from ninja import Path, Query, Router, Status
 
+from ..exceptions import MangaAssistError
+from ..observability import metrics
 from ..selectors import context_load, session_dict, session_get, turn_dict
 from ..services import session_close, session_start, turn_append
 from ..services.handoff import handoff_request
@@ -55,7 +57,12 @@ def turn_append_view(request: HttpRequest, response: HttpResponse, payload: Turn
     — for ``role: "assistant"`` — a staff member owns the session (``bot_paused``, with
     ``details.owner`` and ``details.since``: stay silent until ``handoff.state`` is ``bot`` again;
     user turns are still stored)."""
-    result = turn_append(session_id=session_id, **payload.model_dump())
+    try:
+        result = turn_append(session_id=session_id, **payload.model_dump())
+    except MangaAssistError as exc:  # rendered by errors.py; counted here by the status it gets
+        metrics.count(metrics.TURN_APPENDS, str(exc.http_status))
+        raise
+    metrics.count(metrics.TURN_APPENDS, "201" if result.created else "replay")
     for name, value in (result.rate.headers() if result.rate else {}).items():
         response[name] = value
     return Status(201 if result.created else 200, turn_dict(result.turn))

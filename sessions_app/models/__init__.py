@@ -1,5 +1,6 @@
 """Declarations only: the DynamoDB single table (PynamoDB) and the few Django ORM tables."""
 
+from .alerts import AlertEvent, AlertState, MetricSample
 from .auth import ApiKey, AuditLog
 from .table import (
     CHANNELS,

@@ -6,8 +6,11 @@ its pool without a ``retry`` argument, so redis-py makes one attempt per command
 Redis costs at most one connect/socket timeout per call, never a retry storm.
 
 ``redis_boundary()`` turns "Redis is unreachable or unusable" into ``RedisUnavailable`` and records
-the event. Counting happens in-process (``degraded_events()``) because when Redis is down it is
-the one place that can't hold the count.
+the event; it also counts and times every call by its call site (``operation``) in the Prometheus
+metrics (``mangaassist_redis_requests_total``, ``…_duration_seconds``,
+``mangaassist_redis_degraded_events_total``). Counting happens in the process, never in Redis,
+because when Redis is down it is the one place that can't hold the count; ``degraded_events()``
+is this process's own tally, which the log throttle uses.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from redis import exceptions as rx
 from redis.commands.core import Script
 
 from sessions_app.exceptions import RedisUnavailable
+from sessions_app.observability import metrics
 
 from . import keys
 
@@ -77,6 +81,7 @@ def redis_error_is_unavailability(error: BaseException) -> bool:
 def degraded_event_record(*, operation: str, error: BaseException | None = None) -> None:
     """Count one "Redis down" event for ``operation`` and log it (throttled per operation)."""
     now = time.monotonic()
+    metrics.count(metrics.REDIS_DEGRADED, operation)
     with _lock:
         _events[operation] += 1
         count = _events[operation]
@@ -111,13 +116,23 @@ def redis_boundary(operation: str) -> Iterator[None]:
     Anything else (a wrong command, a Lua bug, a lock error) propagates unchanged: those are
     bugs to see, not outages to absorb.
     """
+    started = time.perf_counter()
     try:
         yield
     except rx.RedisError as error:
         if not redis_error_is_unavailability(error):
+            _observed(operation, started, "error")
             raise
+        _observed(operation, started, "unavailable")
         degraded_event_record(operation=operation, error=error)
         raise RedisUnavailable(f"Redis unavailable during {operation}", operation=operation) from error
+    _observed(operation, started, "ok")
+
+
+def _observed(operation: str, started: float, outcome: str) -> None:
+    if metrics.ENABLED:
+        metrics.REDIS_REQUEST_SECONDS.labels(operation).observe(time.perf_counter() - started)
+        metrics.REDIS_REQUESTS.labels(operation, outcome).inc()
 
 
 def redis_guarded(operation: str) -> Callable[[Callable[P, R]], Callable[P, R]]:

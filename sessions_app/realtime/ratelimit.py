@@ -18,6 +18,8 @@ from django.conf import settings
 
 from sessions_app.exceptions import RateLimited, RedisUnavailable
 
+from sessions_app.observability import metrics
+
 from . import keys
 from .client import LuaScript, counters_by_minute, redis_boundary
 
@@ -171,7 +173,10 @@ def rate_limit_hit(*, customer_id: str, limit: int | None = None, window_seconds
             raw = _hit_script(keys=keys_, args=args)
     except RedisUnavailable:
         return RateDecision(allowed=True, limit=limit, remaining=limit, reset_seconds=0.0, retry_after=0.0, degraded=True)
-    return _decision(raw, limit=limit)
+    decision = _decision(raw, limit=limit)
+    if not decision.allowed:
+        metrics.count(metrics.RATE_LIMIT_DENIALS, "customer_turns")
+    return decision
 
 
 def _rate_limit_hit_at(*, customer_id: str, now_us: int, limit: int, window_seconds: int) -> RateDecision:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from ..exceptions import InvalidInput
+from ..observability import metrics
 from ..realtime import context_cache_get, context_cache_put
 from .presenters import json_bytes, session_dict, summary_dict, turn_dict
 from .sessions import context_read
@@ -39,6 +40,7 @@ def context_load(*, session_id: str, turns: int | None = None, min_seq: int | No
     variant = f"t{turns}"
     cached = context_cache_get(session_id=session_id, variant=variant, min_seq=min_seq)
     if cached.payload is not None:
+        metrics.count(metrics.CONTEXT_LOADS, "redis")
         return ContextLoad(payload=cached.payload, source="redis", elapsed_ms=_ms(started), seq=cached.hint or 0)
     known = max(cached.hint or 0, min_seq or 0)
     # Strongly consistent when Redis is down (no hint to bound the read) unless the caller knows
@@ -53,7 +55,9 @@ def context_load(*, session_id: str, turns: int | None = None, min_seq: int | No
     seq = int(ctx.meta.turn_count)
     if not cached.degraded:
         context_cache_put(session_id=session_id, variant=variant, seq=seq, payload=payload)
-    return ContextLoad(payload=payload, source=ctx.provenance["source"], elapsed_ms=_ms(started), seq=seq)
+    source = ctx.provenance["source"]
+    metrics.count(metrics.CONTEXT_LOADS, "dax" if source == "dax" else "dynamodb")
+    return ContextLoad(payload=payload, source=source, elapsed_ms=_ms(started), seq=seq)
 
 
 def _ms(started: float) -> float:

@@ -2,7 +2,9 @@
 
 Each number comes from its own source (see the template): presence and rate/cache counters from
 Redis, counts from index Queries (memoised per process), DAX cache ratios from the DAX node's
-stats endpoint over HTTP, latencies from this process's own histograms. The change feed's panel
+stats endpoint over HTTP, latencies, error rates, degraded events and enqueue failures from the
+Prometheus metrics of every process (``operations_panel``; the numbers /metrics exposes), the
+alerts from the alert sweep's state (``selectors.alerts``). The change feed's panel
 (lag, throughput, leases, the last error), the fleet-wide counts and the activity feed come from
 ``selectors.stream``: what every stream consumer wrote to Redis, and the lease table. The search
 index's panel (engine, sessions indexed, age of the newest indexed change) from the index itself.
@@ -36,7 +38,9 @@ from ..realtime import (
 )
 from ..streams.records import ORIGINS
 from .handoff import handoff_queue_count
-from .provenance import ROUTE_LABELS, ROUTE_REDIS, redis_latency, redis_read
+from .alerts import alerts_panel, sample_before
+from .metrics import current_reading, quantile_seconds, ratio, window
+from .provenance import ROUTE_LABELS, ROUTE_REDIS, redis_read
 from .search import search_index_status
 from .stream import FleetSummary, StreamStatus, activity_feed, fleet_summary, stream_status
 from .summaries import BACKLOG_COUNT_CAP, summary_backlog_count
@@ -313,7 +317,8 @@ class Overview:
     dax_cluster: DaxClusterView | None
     context_hit_ratio: float | None
     context_alert: bool
-    latency: list[LatencyRow]
+    operations: OperationsPanel
+    alerts: Any
     stream: StreamPanel
     fleet: FleetPanel
     series: dict = field(default_factory=dict)  # chart data (json_script)
@@ -480,14 +485,77 @@ def dax_cache_ratios(cluster: DaxClusterView | None) -> DaxRatios | None:
 
 # --- the overview ---------------------------------------------------------------------------------
 
-def _latency_rows() -> list[LatencyRow]:
-    """One row per route: the console's Redis reads, then each DynamoDB route (dynamo.ROUTES)."""
-    stats = dynamo.path_stats()
-    rows = [LatencyRow(ROUTE_LABELS[ROUTE_REDIS], *redis_latency())]
+# The overview's operations panel: the Prometheus metrics every process records, over the last
+# OPERATIONS_WINDOW_SECONDS (the alert sweep stores a reading every minute; the window is now
+# minus the newest stored reading that old).
+OPERATIONS_WINDOW_SECONDS = 15 * 60
+
+
+@dataclass(frozen=True)
+class OperationsPanel:
+    window_seconds: float | None  # None: since the processes started (no stored reading yet)
+    mode: str  # observability.metrics.aggregate_mode(): "multiprocess" or "process"
+    latency: list[LatencyRow]
+    http_requests: int
+    http_5xx: int
+    http_error_rate: float | None
+    dynamodb_errors: list[tuple[str, int]]  # (route label, calls that failed)
+    redis_errors: int
+    degraded: list[tuple[str, int]]  # (call site, events), most first
+    enqueue_failures: list[tuple[str, int]]  # (task, failures)
+    appends: list[tuple[str, int]]  # (outcome, count)
+    context_loads: list[tuple[str, int]]  # (source, count)
+    breaker_open_processes: int
+
+    @property
+    def window_minutes(self) -> int | None:
+        return None if self.window_seconds is None else round(self.window_seconds / 60)
+
+    @property
+    def degraded_total(self) -> int:
+        return sum(n for _, n in self.degraded)
+
+    @property
+    def enqueue_failures_total(self) -> int:
+        return sum(n for _, n in self.enqueue_failures)
+
+
+def _ms_or_none(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1000
+
+
+def _nonzero(values: dict[str, float]) -> list[tuple[str, int]]:
+    return sorted(((k, int(v)) for k, v in values.items() if v >= 1), key=lambda kv: (-kv[1], kv[0]))
+
+
+def operations_panel(*, window_seconds: float = OPERATIONS_WINDOW_SECONDS) -> OperationsPanel:
+    """Latency percentiles per route, error rates, degraded events and enqueue failures, from the
+    same metrics ``/metrics`` exposes — every process's (multiprocess mode), over the window."""
+    now = current_reading()
+    older = sample_before(window_seconds)
+    w = window(now, older)
+    rows = [LatencyRow(ROUTE_LABELS[ROUTE_REDIS], int(w.value("redis:calls")),
+                       _ms_or_none(quantile_seconds(w.buckets.get("redis"), 0.5)),
+                       _ms_or_none(quantile_seconds(w.buckets.get("redis"), 0.95)))]
     for route in dynamo.ROUTES:
-        s = stats.get(route, {})
-        rows.append(LatencyRow(ROUTE_LABELS[route], s.get("calls", 0), s.get("p50_ms"), s.get("p95_ms")))
-    return rows
+        row = w.buckets.get(f"dynamodb:{route}")
+        rows.append(LatencyRow(ROUTE_LABELS[route], int(w.value(f"dynamodb:calls:{route}")),
+                               _ms_or_none(quantile_seconds(row, 0.5)), _ms_or_none(quantile_seconds(row, 0.95))))
+    requests, errors = w.value("http:requests"), w.value("http:status:5xx")
+    return OperationsPanel(
+        window_seconds=(now.at - older.at) if older is not None else None,
+        mode=now.mode,
+        latency=rows,
+        http_requests=int(requests), http_5xx=int(errors), http_error_rate=ratio(errors, requests),
+        dynamodb_errors=[(ROUTE_LABELS[r], int(w.value(f"dynamodb:errors:{r}"))) for r in dynamo.ROUTES
+                         if w.value(f"dynamodb:errors:{r}") >= 1],
+        redis_errors=int(w.value("redis:errors")),
+        degraded=_nonzero(w.prefixed("degraded:")),
+        enqueue_failures=_nonzero(w.prefixed("enqueue_failures:")),
+        appends=_nonzero(w.prefixed("appends:")),
+        context_loads=_nonzero(w.prefixed("context:")),
+        breaker_open_processes=int(w.value("dax:breaker_open")),
+    )
 
 
 def overview_metrics() -> Overview:
@@ -523,7 +591,8 @@ def overview_metrics() -> Overview:
         dax_cluster=cluster,
         context_hit_ratio=hit_ratio,
         context_alert=hit_ratio is not None and hit_ratio < CONTEXT_CACHE_ALERT_BELOW,
-        latency=_latency_rows(),
+        operations=operations_panel(),
+        alerts=alerts_panel(),
         stream=stream,
         fleet=fleet,
         series=series,

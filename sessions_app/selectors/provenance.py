@@ -1,5 +1,5 @@
 """Where a console panel was read from and how long that took, so staff can tell a cached
-answer from a fresh one; and the console's own Redis read latencies for the overview.
+answer from a fresh one.
 
 Observed, not predicted: a DynamoDB read's provenance is the route its calls actually took, as
 ``dynamo.routes_recorded`` saw them (for several calls, the least-cached one), never what the
@@ -8,7 +8,6 @@ settings or the breaker suggest it would take.
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 
@@ -55,26 +54,12 @@ class store_read:  # noqa: N801 - used as a statement: ``with store_read() as re
 
 
 class redis_read:  # noqa: N801 - used as a statement: ``with redis_read() as read:``
-    """Time a block of Redis reads (and count it for the overview); ``.provenance`` after it."""
+    """Time a block of Redis reads; ``.provenance`` after it. (Each Redis call in the block is
+    counted and timed by its call site in ``mangaassist_redis_request_duration_seconds``.)"""
 
     def __enter__(self) -> redis_read:
         self._started = time.perf_counter()
         return self
 
     def __exit__(self, *exc) -> None:
-        elapsed = elapsed_ms(self._started)
-        with _redis_lock:
-            _redis_stats.observe(elapsed)
-        self.provenance = Provenance(route=ROUTE_REDIS, elapsed_ms=elapsed)
-
-
-# The console's own Redis reads, for the overview's latency table (dynamo.path_stats covers the
-# DynamoDB/DAX routes; nothing else measures Redis reads in this process).
-_redis_lock = threading.Lock()
-_redis_stats = dynamo.PathStats()
-
-
-def redis_latency() -> tuple[int, float | None, float | None]:
-    """(calls, p50 ms, p95 ms) of this process's console Redis reads."""
-    with _redis_lock:
-        return _redis_stats.calls, _redis_stats.quantile_ms(0.5), _redis_stats.quantile_ms(0.95)
+        self.provenance = Provenance(route=ROUTE_REDIS, elapsed_ms=elapsed_ms(self._started))

@@ -15,6 +15,7 @@ from ..realtime import context_cache_invalidate, presence_clear
 from ..selectors.sessions import session_get
 from ..clock import utcnow
 from ..ids import validate_id
+from ..observability.logs import bind
 from .summaries import summary_request
 
 MAX_TAGS = 20
@@ -63,6 +64,7 @@ def session_start(
     if len(tags) > MAX_TAGS or any(not isinstance(t, str) or not 0 < len(t) <= 40 for t in tags):
         raise InvalidInput(f"tags: at most {MAX_TAGS} strings of 1-40 characters", field="tags")
     session_id = validate_id(session_id, field="session_id") if session_id else uuid.uuid4().hex
+    bind(session_id=session_id, customer_id=customer_id)
     started_at = started_at or utcnow()
 
     meta = SessionMeta(

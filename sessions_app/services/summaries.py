@@ -17,9 +17,8 @@ summarises what it has not covered yet — see :func:`summary_generate`.
 from __future__ import annotations
 
 import logging
-import threading
+import time
 import uuid
-from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -28,13 +27,14 @@ from pynamodb.exceptions import PynamoDBException, TransactWriteError, UpdateErr
 from pynamodb.transactions import TransactWrite
 
 from .. import dynamo, keys
-from ..exceptions import QueueUnavailable, StoreUnavailable
+from ..exceptions import QueueUnavailable, SessionNotFound, StoreUnavailable
 from ..jobs import task_publish
 from ..models import SessionMeta, Summary, Turn, app_write_mark
+from ..observability import metrics
 from ..realtime import context_cache_invalidate, summary_lock_acquire, summary_lock_release
 from ..selectors.sessions import session_get
 from ..selectors.summaries import SummaryStates, meta_is_due, summary_due_candidates
-from ..summarizers import Summarizer, Transcript, TranscriptTurn, summarizer_get
+from ..summarizers import Summarizer, SummarizerUnavailable, Transcript, TranscriptTurn, summarizer_get
 from ..clock import utcnow
 from ..ids import validate_id
 
@@ -62,18 +62,6 @@ class SummaryOutcome:
     through_seq: int
     generator: str | None = None
     rounds: int = 0  # summaries this run computed (0: none was needed, or another task had the lock)
-
-
-# --- enqueue failures: counted in-process (the broker being down is exactly when Redis can't count)
-
-_counter_lock = threading.Lock()
-_enqueue_failures: Counter[str] = Counter()
-
-
-def summary_enqueue_failures() -> dict[str, int]:
-    """How many summary requests could not be enqueued in this process, by reason."""
-    with _counter_lock:
-        return dict(_enqueue_failures)
 
 
 # --- reading what to summarise ---------------------------------------------------------------------
@@ -164,6 +152,28 @@ def _due_clear(session_id: str) -> bool:
 
 def summary_generate(*, session_id: str, task_id: str | None = None,
                      summarizer: Summarizer | None = None) -> SummaryOutcome:
+    """:func:`_summary_generate`, timed and counted by outcome in
+    ``mangaassist_summary_task_duration_seconds``: its status (written, covered, …), ``missing``
+    (the session is gone), ``retry`` (transient: the store or the summarizer is away) or
+    ``failed`` (anything else)."""
+    started = time.perf_counter()
+    status = "failed"
+    try:
+        outcome = _summary_generate(session_id=session_id, task_id=task_id, summarizer=summarizer)
+        status = outcome.status
+        return outcome
+    except SessionNotFound:
+        status = "missing"
+        raise
+    except (StoreUnavailable, SummarizerUnavailable):
+        status = "retry"
+        raise
+    finally:
+        metrics.observe_seconds(metrics.SUMMARY_TASKS, time.perf_counter() - started, status)
+
+
+def _summary_generate(*, session_id: str, task_id: str | None = None,
+                      summarizer: Summarizer | None = None) -> SummaryOutcome:
     """Summarise the session's turns up to its current last turn and store the result.
 
     A run that finds the session's summary lock held returns BUSY, and the holder answers for it:
@@ -237,7 +247,7 @@ def summary_request(*, session_id: str, reason: str) -> str | None:
     """Enqueue a summary of the session. Returns the task id, or None if it could not be enqueued.
 
     Never raises: it runs after an append or a close has been stored, and a summary is never worth
-    failing those for. Broker down → logged, counted (``summary_enqueue_failures``), and the
+    failing those for. Broker down → logged, counted (``mangaassist_task_enqueue_failures_total``), and the
     sweep asks again once the session is idle.
 
     META is marked pending for this task id *before* the task is published: a fast worker's
@@ -250,9 +260,7 @@ def summary_request(*, session_id: str, reason: str) -> str | None:
     marked = _pending_mark(session_id=session_id, task_id=task_id)
     try:
         task_publish(name=TASK_NAME, args=[session_id], task_id=task_id)
-    except QueueUnavailable as exc:
-        with _counter_lock:
-            _enqueue_failures[reason] += 1
+    except QueueUnavailable as exc:  # counted by jobs.task_publish (mangaassist_task_enqueue_failures_total)
         log.warning("could not enqueue summary of %s (%s): %s", session_id, reason, exc)
         if marked:
             _pending_unmark(session_id=session_id, task_id=task_id, error=exc.message)

@@ -21,6 +21,7 @@ from ..models import ClientMessageMarker, SessionMeta, SessionStatus, Turn, app_
 from ..selectors.sessions import session_get
 from ..clock import utcnow
 from ..ids import validate_id
+from ..observability.logs import bind
 from .summaries import summary_request
 
 log = logging.getLogger(__name__)
@@ -252,6 +253,7 @@ def turn_append(
     # before waiting for a busy lock would make the first transaction lose by construction.
     with session_write_lock(session_id=session_id):
         meta = session_get(session_id=session_id, consistent=True)
+        bind(session_id=session_id, customer_id=meta.customer_id)
         decision = None
         # The customer's budget is spent on what the customer's conversation produces: not on a
         # staff reply, nor on a bot reply that will be refused because staff own the session.

@@ -56,6 +56,7 @@ from ..clock import utcnow
 from ..exceptions import InvalidInput, QueueUnavailable
 from ..jobs import task_publish
 from ..models import Turn, app_write_mark
+from ..observability import metrics
 from .turns import STAFF_ROLE
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,19 @@ def webhook_signature(*, secret: str, timestamp: int | str, body: bytes) -> str:
     return f"{SIGNATURE_VERSION}={mac.hexdigest()}"
 
 
+def signed_headers(*, secret: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+    """The headers of a signed POST of ``body``: content type, user agent, the timestamp (unix
+    seconds, now unless given) and the signature over it. The alert webhook (services.alerts)
+    signs with these too, so one receiver's verification serves both."""
+    timestamp = int(time.time()) if timestamp is None else int(timestamp)
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        HEADER_TIMESTAMP: str(timestamp),
+        HEADER_SIGNATURE: webhook_signature(secret=secret, timestamp=timestamp, body=body),
+    }
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
@@ -140,7 +154,9 @@ _opener = urllib.request.build_opener(_NoRedirects)
 
 
 @dataclass(frozen=True)
-class _Response:
+class WebhookResponse:
+    """One POST's result: ``ok`` (2xx), or not, ``permanent`` when asking again cannot help."""
+
     ok: bool
     permanent: bool
     error: str | None
@@ -155,24 +171,27 @@ def _retry_after(value: str | None) -> float | None:
     return seconds if seconds is not None and seconds >= 0 else None
 
 
-def _post(*, url: str, body: bytes, headers: dict[str, str], timeout: float) -> _Response:
+def webhook_post(*, url: str, body: bytes, headers: dict[str, str], timeout: float) -> WebhookResponse:
+    """POST ``body`` once. Redirects are not followed and the receiver's body is never read into
+    an error; a 4xx other than 408/429 (or a malformed URL) is ``permanent``."""
     try:
         request = urllib.request.Request(url, data=body, method="POST", headers=headers)
         with _opener.open(request, timeout=timeout) as response:
             response.read(65536)  # drain a little so the connection closes cleanly; never stored
-            return _Response(ok=True, permanent=False, error=None)
+            return WebhookResponse(ok=True, permanent=False, error=None)
     except urllib.error.HTTPError as exc:  # any non-2xx (redirects are not followed)
         status = exc.code
         retry_after = _retry_after(exc.headers.get("Retry-After") if exc.headers else None)
         exc.close()  # the body is the receiver's business: never read into an error or a log
         reason = f"HTTP {status}" + (f" {exc.reason}" if exc.reason else "")
         if 400 <= status < 500 and status not in RETRYABLE_4XX:
-            return _Response(ok=False, permanent=True, error=f"{reason} (permanent: the receiver refused this request; not retried)")
-        return _Response(ok=False, permanent=False, error=reason, retry_after=retry_after)
+            return WebhookResponse(ok=False, permanent=True,
+                                   error=f"{reason} (permanent: the receiver refused this request; not retried)")
+        return WebhookResponse(ok=False, permanent=False, error=reason, retry_after=retry_after)
     except urllib.error.URLError as exc:
-        return _Response(ok=False, permanent=False, error=f"connection error: {exc.reason}")
+        return WebhookResponse(ok=False, permanent=False, error=f"connection error: {exc.reason}")
     except (OSError, ValueError) as exc:  # timeouts, resets, a malformed URL from the settings
-        return _Response(ok=False, permanent=isinstance(exc, ValueError), error=f"{type(exc).__name__}: {exc}")
+        return WebhookResponse(ok=False, permanent=isinstance(exc, ValueError), error=f"{type(exc).__name__}: {exc}")
 
 
 def backoff_seconds(attempt: int, *, base: float | None = None) -> float:
@@ -320,21 +339,16 @@ def webhook_deliver(*, session_id: str, seq: int) -> DeliveryOutcome:
     if not claimed:
         return outcome("superseded", attempt=attempt)
 
-    timestamp = int(time.time())
     body = webhook_body(session_id=session_id, turn=turn)
     key = idempotency_key(session_id=session_id, seq=seq)
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": USER_AGENT,
-        HEADER_IDEMPOTENCY_KEY: key,
-        HEADER_TIMESTAMP: str(timestamp),
-        HEADER_SIGNATURE: webhook_signature(secret=settings.BOT_WEBHOOK_SECRET, timestamp=timestamp, body=body),
-    }
+    headers = {**signed_headers(secret=settings.BOT_WEBHOOK_SECRET, body=body), HEADER_IDEMPOTENCY_KEY: key}
     started = time.monotonic()
-    response = _post(url=settings.BOT_WEBHOOK_URL, body=body, headers=headers, timeout=settings.BOT_WEBHOOK_TIMEOUT)
+    response = webhook_post(url=settings.BOT_WEBHOOK_URL, body=body, headers=headers,
+                            timeout=settings.BOT_WEBHOOK_TIMEOUT)
     elapsed_ms = (time.monotonic() - started) * 1000
 
     if response.ok:
+        metrics.count(metrics.WEBHOOK_DELIVERIES, "bot", "delivered")
         _turn_update(session_id, seq,
                      actions=[Turn.delivery_state.set(DeliveryStates.DELIVERED), Turn.delivered_at.set(utcnow()),
                               Turn.delivery_error.remove()],
@@ -345,6 +359,7 @@ def webhook_deliver(*, session_id: str, seq: int) -> DeliveryOutcome:
     error = response.error or "unknown error"
     max_attempts = settings.BOT_WEBHOOK_MAX_ATTEMPTS
     if response.permanent or attempt >= max_attempts:
+        metrics.count(metrics.WEBHOOK_DELIVERIES, "bot", "gave_up")
         final = error if response.permanent else f"{error} (gave up after {attempt} attempts)"
         _turn_update(session_id, seq,
                      actions=[Turn.delivery_state.set(DeliveryStates.FAILED), Turn.delivery_error.set(_error_text(final))],
@@ -353,6 +368,7 @@ def webhook_deliver(*, session_id: str, seq: int) -> DeliveryOutcome:
                     session_id, seq, attempt, max_attempts, error)
         return outcome(DeliveryStates.FAILED, attempt=attempt, error=final)
 
+    metrics.count(metrics.WEBHOOK_DELIVERIES, "bot", "failed")  # another attempt follows
     _turn_update(session_id, seq, actions=[Turn.delivery_error.set(_error_text(error))],
                  condition=(Turn.delivery_state == DeliveryStates.PENDING) & (Turn.delivery_attempts == attempt))
     delay = backoff_seconds(attempt)

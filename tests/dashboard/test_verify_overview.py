@@ -124,7 +124,6 @@ def dead_dax(console, infra, settings):
     settings.DAX_ENDPOINTS = [f"127.0.0.1:{port}"]
     settings.DAX_STATS_URL = None
     dynamo.reset_connections()
-    dynamo.path_stats_reset()
 
     def kill() -> None:
         procs.stop(proc)

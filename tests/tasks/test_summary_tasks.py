@@ -14,6 +14,7 @@ from mangaassist.celery import app as celery_app
 from sessions_app import dynamo
 from sessions_app.keys import ts_str
 from sessions_app.models import SessionMeta
+from sessions_app.observability import metrics
 from sessions_app.selectors.summaries import SummaryStates, summary_state
 from sessions_app.services import summaries
 from sessions_app.clock import utcnow
@@ -164,17 +165,21 @@ def test_transient_dynamodb_error_is_retried_then_succeeds(worker):
     assert len(summaries_of(meta.session_id)) == 1
 
 
+def _enqueue_failures() -> float:
+    return metrics.sample_value("mangaassist_task_enqueue_failures_total", task=summaries.TASK_NAME)
+
+
 def test_broker_down_does_not_fail_the_append_and_the_sweep_catches_up(ddb, broker, broker_redis, settings):
     settings.SUMMARY_EVERY_N_TURNS = 2
     meta = make_session(turns=0)
-    before = summaries.summary_enqueue_failures().get("every_n_turns", 0)
+    before = _enqueue_failures()
     use_broker(f"redis://127.0.0.1:{procs.free_port()}/1")  # nothing listens there
     try:
         _append(meta.session_id, 4)  # two triggers, both fail to enqueue
     finally:
         use_broker(None)
     assert int(meta_of(meta.session_id).turn_count) == 4
-    assert summaries.summary_enqueue_failures()["every_n_turns"] == before + 2
+    assert _enqueue_failures() == before + 2
     assert meta_of(meta.session_id).summary_state is None  # never marked pending
     later = utcnow() + timedelta(minutes=settings.SUMMARY_IDLE_MINUTES + 1)
     report = summaries.summary_sweep(now=later)
