@@ -247,6 +247,46 @@ DAX_STATS_URL = env_optional("DAX_STATS_URL")
 # behind DAX's back (the change feed reports it) is read strongly consistent for this long.
 DAX_ITEM_TTL_SECONDS = env_float("DAX_ITEM_TTL_SECONDS", 300.0, minimum=0.0)
 
+# --- The table's configuration (manage.py dynamodb_init applies it; docs/infrastructure.md) -----
+# Capacity: PAY_PER_REQUEST (on demand) or PROVISIONED. AWS allows one switch to on demand per
+# 24 hours; dynamodb_init says so instead of failing half-way.
+DYNAMODB_BILLING_MODE = env_str("DYNAMODB_BILLING_MODE", "PAY_PER_REQUEST").upper()
+if DYNAMODB_BILLING_MODE not in ("PAY_PER_REQUEST", "PROVISIONED"):
+    raise ImproperlyConfigured("DYNAMODB_BILLING_MODE must be PAY_PER_REQUEST or PROVISIONED")
+# Provisioned only: the table's read/write capacity units, and each index's ("index=read:write",
+# comma-separated; an index not named gets the table's).
+DYNAMODB_READ_CAPACITY = env_int("DYNAMODB_READ_CAPACITY", 5, minimum=1)
+DYNAMODB_WRITE_CAPACITY = env_int("DYNAMODB_WRITE_CAPACITY", 5, minimum=1)
+DYNAMODB_INDEX_CAPACITY = env_list("DYNAMODB_INDEX_CAPACITY", [])
+# Provisioned only: Application Auto Scaling of every table/index read and write dimension
+# between MIN and MAX capacity units, aiming at TARGET percent utilisation.
+DYNAMODB_AUTOSCALING = env_bool("DYNAMODB_AUTOSCALING", False)
+DYNAMODB_AUTOSCALING_MIN = env_int("DYNAMODB_AUTOSCALING_MIN", 5, minimum=1)
+DYNAMODB_AUTOSCALING_MAX = env_int("DYNAMODB_AUTOSCALING_MAX", 1000, minimum=1)
+DYNAMODB_AUTOSCALING_TARGET = env_float("DYNAMODB_AUTOSCALING_TARGET", 70.0, minimum=20.0)
+# Point-in-time recovery (35 days of restorable history; off by default, as on AWS).
+DYNAMODB_PITR = env_bool("DYNAMODB_PITR", False)
+DYNAMODB_DELETION_PROTECTION = env_bool("DYNAMODB_DELETION_PROTECTION", PRODUCTION)
+# Encryption at rest: "aws-owned" (DynamoDB's default key), "aws-managed" (aws/dynamodb in KMS) or
+# "customer" (DYNAMODB_KMS_KEY: a key ARN, id or alias of your own).
+DYNAMODB_SSE = env_str("DYNAMODB_SSE", "aws-owned")
+if DYNAMODB_SSE not in ("aws-owned", "aws-managed", "customer"):
+    raise ImproperlyConfigured("DYNAMODB_SSE must be aws-owned, aws-managed or customer")
+DYNAMODB_KMS_KEY = env_optional("DYNAMODB_KMS_KEY")
+if DYNAMODB_SSE == "customer" and not DYNAMODB_KMS_KEY:
+    raise ImproperlyConfigured("DYNAMODB_SSE=customer needs DYNAMODB_KMS_KEY (a KMS key ARN, id or alias)")
+DYNAMODB_TABLE_CLASS = env_str("DYNAMODB_TABLE_CLASS", "STANDARD").upper()
+if DYNAMODB_TABLE_CLASS not in ("STANDARD", "STANDARD_INFREQUENT_ACCESS"):
+    raise ImproperlyConfigured("DYNAMODB_TABLE_CLASS must be STANDARD or STANDARD_INFREQUENT_ACCESS")
+# Tags on the table, "key=value" pairs, comma-separated.
+DYNAMODB_TAGS = env_list("DYNAMODB_TAGS", [])
+# Global tables (version 2019.11.21): the other regions holding a replica. This deployment reads
+# and writes its own region (AWS_REGION); a session is written only in its home region.
+DYNAMODB_REPLICA_REGIONS = env_list("DYNAMODB_REPLICA_REGIONS", [])
+# On-demand backups (manage.py dynamodb_backup; beat runs it when the interval is set).
+DYNAMODB_BACKUP_RETENTION_DAYS = env_int("DYNAMODB_BACKUP_RETENTION_DAYS", 35, minimum=1)
+DYNAMODB_BACKUP_INTERVAL_HOURS = env_int("DYNAMODB_BACKUP_INTERVAL_HOURS", 0, minimum=0)  # 0: not scheduled
+
 # --- Change feed (DynamoDB Streams; docs/architecture.md §Change feed) ------------------------------
 # dynamodb_init enables the table's stream (NEW_AND_OLD_IMAGES) unless this is off.
 DYNAMODB_STREAM = env_bool("DYNAMODB_STREAM", True)
