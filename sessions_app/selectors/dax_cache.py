@@ -11,17 +11,12 @@ Two sources, chosen by the settings:
   endpoint): CloudWatch's ``AWS/DAX`` metrics of the cluster (dimension ``ClusterId``), the Sum of
   each per minute over the window, read with one ``GetMetricData``.
 
-The node reads are this module's own (not selectors.overview's ``dax_cluster``): the overview
-imports from here, and the sweep must not depend on the page.
+The node reads are ``selectors.dax_nodes``' (the overview's and the infrastructure page's too).
 """
 
 from __future__ import annotations
 
-import json
 import threading
-import urllib.error
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -33,6 +28,7 @@ from django.conf import settings
 from ..clock import utcnow
 from ..models import MetricSample
 from .alerts import DAX, sample_pair
+from .dax_nodes import dax_cluster
 
 SOURCE_LOCAL = "local"
 SOURCE_CLOUDWATCH = "cloudwatch"
@@ -86,41 +82,23 @@ def dax_source() -> str | None:
 
 # --- the local nodes' stats endpoints -------------------------------------------------------------
 
-def _fetch_json(url: str, timeout: float) -> dict | None:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - URL from settings
-            data = json.loads(response.read())
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+_COUNTER_FIELDS = {"ItemCacheHits": "item_hits", "ItemCacheMisses": "item_misses",
+                   "QueryCacheHits": "query_hits", "QueryCacheMisses": "query_misses"}
 
 
 def dax_node_counters(*, url: str | None = None, timeout: float = 0.5) -> dict | None:
-    """The cumulative cache counters of every node of the local cluster, as stored in a metric
-    sample: ``{"nodes": {"<node id>@<address>": {"ItemCacheHits": n, ...}}}``. The node at
-    ``DAX_STATS_URL`` names the members (``GET /cluster``); a member whose stats did not answer
-    is left out. None when unset or the first node does not answer."""
-    url = url if url is not None else settings.DAX_STATS_URL
-    if not url:
+    """The cumulative cache counters of every node of the local cluster (``dax_nodes.dax_cluster``),
+    as stored in a metric sample: ``{"nodes": {"<node id>@<address>": {"ItemCacheHits": n, ...}}}``
+    — keyed by id and address, so a node replaced at another address starts counting afresh. A
+    member whose stats did not answer is left out. None when unset or no node answers."""
+    cluster = dax_cluster(url=url, timeout=timeout)
+    if cluster is None:
         return None
-    base = url.rsplit("/stats", 1)[0] if url.endswith("/stats") else url.rstrip("/")
-    view = _fetch_json(f"{base}/cluster", timeout)
-    if view is None:
-        return None
-    members = [m for m in view.get("Members", []) if isinstance(m, dict) and m.get("StatsPort")]
-    host = base.split("//", 1)[-1].rsplit(":", 1)[0]
-
-    def one(member: dict) -> tuple[str, dict | None]:
-        # Keyed by id and address: a node replaced at another address starts counting afresh.
-        name = f"{member.get('NodeId')}@{member.get('Address')}:{member.get('Port')}"
-        stats = _fetch_json(f"http://{host}:{member['StatsPort']}/stats", timeout)
-        if stats is None or not all(isinstance(stats.get(c), int) for c in COUNTERS):
-            return name, None
-        return name, {c: stats[c] for c in COUNTERS}
-
-    with ThreadPoolExecutor(max_workers=max(1, len(members))) as pool:
-        rows = list(pool.map(one, members))
-    nodes = {name: counters for name, counters in rows if counters is not None}
+    nodes = {}
+    for node in cluster.nodes:
+        counters = {name: getattr(node, field) for name, field in _COUNTER_FIELDS.items()}
+        if all(isinstance(v, int) for v in counters.values()):
+            nodes[f"{node.node_id}@{node.address}"] = counters
     return {"nodes": nodes} if nodes else None
 
 

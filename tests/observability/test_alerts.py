@@ -8,13 +8,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import timedelta
-from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.conf import settings as django_settings
@@ -31,66 +27,17 @@ from sessions_app.selectors.metrics import current_reading
 from sessions_app.selectors.sessions import session_view
 from sessions_app.services.alerts import RULE_NAMES, evaluate
 from sessions_app.tasks import alerts_evaluate
+from tests.fixtures.http_receiver import Received, receiving
 
 SECRET = "whsec-alerts-" + "y" * 24
 MIN = timedelta(minutes=1)
 DAX_ITEM = "dax_item_hit_ratio_low"
 
 
-@dataclass
-class Received:
-    headers: Message
-    body: bytes
-
-    @property
-    def json(self) -> dict:
-        return json.loads(self.body)
-
-
-class Receiver:
-    """An alert receiver: answers each POST with the next scripted status (then ``then``)."""
-
-    def __init__(self) -> None:
-        self.script: list[int] = []
-        self.then = 200
-        self.requests: list[Received] = []
-        self._lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's naming)
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with receiver._lock:
-                    receiver.requests.append(Received(headers=self.headers, body=body))
-                    status = receiver.script.pop(0) if receiver.script else receiver.then
-                self.send_response(status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/alerts"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def answer(self, *statuses: int, then: int = 200) -> None:
-        with self._lock:
-            self.script, self.then = list(statuses), then
-
-    def received(self) -> list[Received]:
-        with self._lock:
-            return list(self.requests)
-
-
 @pytest.fixture
 def receiver():
-    r = Receiver()
-    r.thread.start()
-    yield r
-    r.server.shutdown()
-    r.server.server_close()
+    with receiving("/hooks/alerts") as r:
+        yield r
 
 
 @pytest.fixture

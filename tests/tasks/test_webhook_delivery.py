@@ -7,12 +7,8 @@ import hashlib
 import hmac
 import json
 import logging
-import threading
 import time
 import uuid
-from dataclasses import dataclass
-from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -23,6 +19,7 @@ from sessions_app.models import Turn
 from sessions_app.services.handoff import handoff_request, handoff_take, staff_reply
 from sessions_app.services.sessions import session_start
 from sessions_app.services.webhooks import TASK_NAME, webhook_delivery_retry
+from tests.fixtures.http_receiver import Received, receiving
 from tests.fixtures.celery_workers import wait_for
 
 SECRET = "whsec-test-" + "x" * 24
@@ -30,59 +27,10 @@ TEXT = "Vol. 3 ships tomorrow — 明日発送です"
 AUTHOR = "Sam K."
 
 
-@dataclass
-class Received:
-    headers: Message  # case-insensitive, as HTTP header names are
-    body: bytes
-    at: float
-
-
-class Receiver:
-    """A bot runtime stand-in: answers each POST with the next scripted status (then ``then``),
-    and keeps every request as received (raw body included)."""
-
-    def __init__(self) -> None:
-        self.script: list[int] = []
-        self.then = 200
-        self.requests: list[Received] = []
-        self._lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's naming)
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with receiver._lock:
-                    receiver.requests.append(Received(headers=self.headers, body=body, at=time.time()))
-                    status = receiver.script.pop(0) if receiver.script else receiver.then
-                self.send_response(status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/mangaassist"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def answer(self, *statuses: int, then: int = 200) -> None:
-        with self._lock:
-            self.script = list(statuses)
-            self.then = then
-
-    def received(self) -> list[Received]:
-        with self._lock:
-            return list(self.requests)
-
-
 @pytest.fixture
 def receiver():
-    r = Receiver()
-    r.thread.start()
-    yield r
-    r.server.shutdown()
-    r.server.server_close()
+    with receiving("/hooks/mangaassist") as r:
+        yield r
 
 
 @pytest.fixture
