@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.overview, name="overview"),
     path("overview/metrics/", views.overview_metrics_partial, name="overview_metrics"),
     path("overview/activity/", views.overview_activity_partial, name="overview_activity"),
+    path("infrastructure/", views.infrastructure_view, name="infrastructure"),
     path("handoffs/", views.handoff_queue_view, name="handoff_queue"),
     path("handoffs/rows/", views.handoff_queue_rows, name="handoff_queue_rows"),
     # Not under sessions/: a session id may be any word ("rows" too).

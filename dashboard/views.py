@@ -35,6 +35,7 @@ from sessions_app.downloads import export_response
 from sessions_app.selectors.export import export_format, session_iter_filtered
 from sessions_app.selectors.filters import SessionFilter
 from sessions_app.selectors.handoff import handoff_queue, handoff_state
+from sessions_app.selectors.infrastructure import infrastructure
 from sessions_app.selectors.overview import (
     handoff_waiting_count,
     overview_activity,
@@ -92,6 +93,17 @@ def overview_metrics_partial(request: HttpRequest) -> HttpResponse:
 @console_view(VIEW)
 def overview_activity_partial(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/partials/activity_feed.html", {"activity": overview_activity()})
+
+
+# --- infrastructure (Supervisor) ------------------------------------------------------------------
+
+@require_GET
+@console_view(OPERATE)
+def infrastructure_view(request: HttpRequest) -> HttpResponse:
+    """The table, its indexes, recovery and capacity; DAX; Redis. Read-only (not audited, like the
+    delete dry runs; a refused Viewer is, by the gate). Each part is cached per process for
+    ``CACHE_SECONDS`` and says "unavailable" with the reason when its read fails."""
+    return render(request, "dashboard/infrastructure.html", {"infra": infrastructure()})
 
 
 # --- sessions -------------------------------------------------------------------------------------
