@@ -29,9 +29,10 @@ from bench.stack import WEB_CONCURRENCY, Stack  # noqa: E402
 from bench.stats import say  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-SCENARIOS = ("context", "ceiling", "append", "staff", "ratelimit", "summaries", "stream", "sse", "search", "failover")
+SCENARIOS = ("context", "ceiling", "append", "staff", "ratelimit", "summaries", "stream", "sse", "search", "failover",
+             "metrics")
 ALIASES = {"1": "context", "2": "ceiling", "3": "append", "4": "staff", "5": "ratelimit", "6": "summaries", "7": "stream",
-           "8": "sse", "9": "search", "10": "failover"}
+           "8": "sse", "9": "search", "10": "failover", "11": "metrics"}
 
 # Sizes: QUICK is a smoke run (all scenarios in under 3 minutes on a 2-core machine).
 SIZES = {
@@ -42,7 +43,8 @@ SIZES = {
                   stream_sessions=40, stream_seconds=8.0,
                   sse_streams=200, sse_rounds=3, sse_seconds=3.0, sse_idle=5.0,
                   search_turns=20_000, search_rounds=5,
-                  failover_readers=3, failover_writers=3, failover_warm=3.0, failover_max=45.0, failover_settle=3.0),
+                  failover_readers=3, failover_writers=3, failover_warm=3.0, failover_max=45.0, failover_settle=3.0,
+                  metrics_concurrency=8, metrics_rounds=2, metrics_seconds=2.0),
     "full": dict(context_sessions=200, context_rounds=3, ceiling_concurrency=8, ceiling_rounds=5, ceiling_seconds=3.0,
                  append_sessions=200, append_rounds=3, append_seconds=3.0, append_tx=200,
                  staff_small=10_000, staff_large=100_000, staff_turns=10, staff_big=10_000, staff_rounds=100,
@@ -50,7 +52,8 @@ SIZES = {
                  stream_sessions=200, stream_seconds=30.0,
                  sse_streams=200, sse_rounds=5, sse_seconds=6.0, sse_idle=20.0,
                  search_turns=1_000_000, search_rounds=20,
-                 failover_readers=6, failover_writers=6, failover_warm=10.0, failover_max=60.0, failover_settle=10.0),
+                 failover_readers=6, failover_writers=6, failover_warm=10.0, failover_max=60.0, failover_settle=10.0,
+                 metrics_concurrency=8, metrics_rounds=12, metrics_seconds=2.5),
 }
 
 
@@ -115,7 +118,7 @@ def table_markdown(rows: list[list[str]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--scenario", action="append", help=f"one of {', '.join(SCENARIOS)} (or 1-10); repeatable")
+    parser.add_argument("--scenario", action="append", help=f"one of {', '.join(SCENARIOS)} (or 1-11); repeatable")
     parser.add_argument("--quick", action="store_true", help="reduced sizes: a smoke run")
     parser.add_argument("--sessions-small", type=int, help="staff pages: sessions in the small table (full: 10,000)")
     parser.add_argument("--sessions-large", type=int, help="staff pages: sessions in the large table (full: 100,000)")
@@ -238,6 +241,10 @@ def run_scenario(name: str, stack: Stack, ctx: Context, s: dict) -> dict:
         return s10_failover.run(stack, ctx, readers=s["failover_readers"], writers=s["failover_writers"],
                                 warm_seconds=s["failover_warm"], max_seconds=s["failover_max"],
                                 settle_seconds=s["failover_settle"])
+    if name == "metrics":
+        from bench import s11_metrics
+        return s11_metrics.run(stack, ctx, concurrency=s["metrics_concurrency"], rounds=s["metrics_rounds"],
+                               seconds=s["metrics_seconds"])
     raise ValueError(name)
 
 

@@ -164,18 +164,28 @@ class Stack:
 
     # --- web servers ---------------------------------------------------------------------------
 
-    def start_server(self, name: str, *, dax: bool, table: str, counters: bool = False) -> Server:
+    def start_server(self, name: str, *, dax: bool, table: str, counters: bool = False,
+                     env: dict[str, str | None] | None = None, gunicorn_args: tuple[str, ...] = ()) -> Server:
+        """A gunicorn server (production worker settings) on a free port. ``env``: extra variables
+        for this server only, applied last (a value of None removes the variable); ``gunicorn_args``:
+        extra command-line arguments (e.g. ``-c python:mangaassist.gunicorn_conf``)."""
         port = procs.free_port()
+        extra = env or {}
         env = dict(os.environ)
         env["DAX_ENDPOINTS"] = self.dax_endpoint if dax else ""
         env["DYNAMODB_TABLE"] = table
+        for key, value in extra.items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
         counters_dir = None
         if counters:
             counters_dir = str(self.work / f"counters-{name}")
             os.makedirs(counters_dir, exist_ok=True)
             env["BENCH_COUNTERS_DIR"] = counters_dir
         args = [sys.executable, "-m", "gunicorn", "mangaassist.wsgi:application", "--bind", f"127.0.0.1:{port}",
-                "--workers", str(WEB_CONCURRENCY), "--timeout", "30", "--backlog", "2048"]
+                "--workers", str(WEB_CONCURRENCY), "--timeout", "30", "--backlog", "2048", *gunicorn_args]
         proc = procs.spawn(args, self.work / f"gunicorn-{name}.log", cwd=ROOT, env=env)
         self.started.append((f"gunicorn {name}", proc))
         server = Server(name=name, port=port, proc=proc, counters_dir=counters_dir)

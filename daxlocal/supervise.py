@@ -40,6 +40,9 @@ def _die_with_parent() -> None:
         pass
 
 
+START_ATTEMPTS = 3
+
+
 def _free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
@@ -101,10 +104,25 @@ def supervise(options, argv: list[str]) -> int:
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     procs = {node["index"]: subprocess.Popen(command(node), preexec_fn=_die_with_parent) for node in nodes}
     for node in nodes:
-        if not _wait_port(host, node["port"], procs[node["index"]], timeout=60):
-            print(f"daxlocal cluster {name}: node {node['node_id']} did not start", file=sys.stderr, flush=True)
-            _stop_all(procs)
-            return 1
+        for attempt in range(START_ATTEMPTS):
+            proc = procs[node["index"]]
+            if _wait_port(host, node["port"], proc, timeout=60):
+                break
+            # A free port picked above can be taken by another process before the node binds it
+            # (seen on a busy CI box running several test sessions): a node that exited at once
+            # gets new ports of its own choosing and another try. A fixed port is not ours to change.
+            if proc.poll() is None or attempt == START_ATTEMPTS - 1 or (node["index"] == 0 and options.port):
+                print(f"daxlocal cluster {name}: node {node['node_id']} did not start "
+                      f"({'exited ' + str(proc.returncode) if proc.poll() is not None else 'not listening after 60 s'})",
+                      file=sys.stderr, flush=True)
+                _stop_all(procs)
+                return 1
+            print(f"daxlocal cluster {name}: node {node['node_id']} exited at start ({proc.returncode}); "
+                  f"retrying on new ports", file=sys.stderr, flush=True)
+            node["port"], node["peer_port"] = _free_port(host), _free_port(host)
+            if node["stats_port"] is not None and not (node["index"] == 0 and options.stats_port):
+                node["stats_port"] = _free_port(options.stats_host)
+            procs[node["index"]] = subprocess.Popen(command(node), preexec_fn=_die_with_parent)
     for node in nodes:
         stats = f"stats {node['stats_port']}, " if node["stats_port"] else ""
         print(f"daxlocal cluster {name}: node {node['node_id']} {node['address']}:{node['port']} "

@@ -168,8 +168,10 @@ def start_dax_cluster(port: int, *, size: int, dynamodb_endpoint: str, stats_por
     info = None
     while info is None:
         if proc.poll() is not None or time.monotonic() > deadline:
+            why = f"its supervisor exited ({proc.returncode})" if proc.poll() is not None else f"not within {timeout:.0f} s"
             stop(proc)
-            raise RuntimeError(f"the DAX cluster did not start (see {log})")
+            tail = log.read_text(errors="replace")[offset:][-2000:] if log.exists() else ""
+            raise RuntimeError(f"the DAX cluster did not start: {why}; the end of {log}:\n{tail}")
         with open(log, "rb") as fh:
             fh.seek(offset)
             for line in fh.read().decode("utf-8", "replace").splitlines():

@@ -124,6 +124,114 @@ def start_redis(port: int, *, log: Path | None = None) -> subprocess.Popen:
     return proc
 
 
+REDIS_CLUSTER_SLOTS = 16384
+REDIS_CLUSTER_BUS_OFFSET = 10000  # a cluster node also listens on port + 10000 (the cluster bus)
+
+
+def free_redis_cluster_ports(count: int) -> list[int]:
+    """``count`` free ports whose cluster-bus ports (+10000) are free too."""
+    found: list[int] = []
+    while len(found) < count:
+        port = free_port()
+        bus = port + REDIS_CLUSTER_BUS_OFFSET
+        if bus > 65535 or port in found or bus in found:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", bus))
+            except OSError:
+                continue
+        found.append(port)
+    return found
+
+
+def start_redis_cluster(ports: list[int], *, workdir: Path, log_dir: Path | None = None, timeout: float = 30,
+                        create_with: str = "auto") -> list[subprocess.Popen]:
+    """Start a throw-away Redis Cluster of ``len(ports)`` primaries (no replicas, no persistence)
+    on 127.0.0.1 and return its processes once every node reports ``cluster_state:ok``. Stop them
+    with :func:`stop` each. Pick the ports with :func:`free_redis_cluster_ports`.
+
+    The cluster is created by ``redis-cli --cluster create`` (Debian's redis-tools) or, without
+    redis-cli or with ``create_with="commands"``, by the same steps over redis-py: each node gets
+    an even share of the slots (CLUSTER ADDSLOTSRANGE) and meets the first (CLUSTER MEET).
+    """
+    server = shutil.which("redis-server")
+    if server is None:
+        raise StackError("redis-server is missing (apt-get install redis-server)")
+    cli = shutil.which("redis-cli") if create_with in ("auto", "redis-cli") else None
+    if create_with == "redis-cli" and cli is None:
+        raise StackError("redis-cli is missing (apt-get install redis-tools)")
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    started: list[subprocess.Popen] = []
+    try:
+        for port in ports:
+            args = [server, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+                    "--cluster-config-file", str(workdir / f"nodes-{port}.conf"), "--cluster-node-timeout", "5000",
+                    "--dir", str(workdir), "--save", "", "--appendonly", "no", "--daemonize", "no"]
+            started.append(spawn(args, (log_dir / f"redis-cluster-{port}.log") if log_dir else None))
+        for proc, port in zip(started, ports):
+            wait_for_port("127.0.0.1", port, timeout=timeout, proc=proc, name=f"redis-server (cluster, {port})")
+        if cli is not None:
+            done = subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
+                                   "--cluster-replicas", "0", "--cluster-yes"],
+                                  capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout)
+            if done.returncode != 0:
+                raise StackError(f"redis-cli --cluster create failed ({done.returncode}): {done.stdout}{done.stderr}")
+        else:
+            _redis_cluster_create_by_commands(ports)
+        redis_cluster_wait_ok(ports, timeout=timeout)
+    except BaseException:
+        for proc in started:
+            stop(proc)
+        raise
+    return started
+
+
+def _redis_cluster_create_by_commands(ports: list[int]) -> None:
+    import redis
+
+    clients = [redis.Redis(host="127.0.0.1", port=p, socket_timeout=5) for p in ports]
+    try:
+        share = REDIS_CLUSTER_SLOTS // len(ports)
+        for i, client in enumerate(clients):
+            first = i * share
+            last = REDIS_CLUSTER_SLOTS - 1 if i == len(ports) - 1 else first + share - 1
+            client.execute_command("CLUSTER ADDSLOTSRANGE", first, last)
+        for port in ports[1:]:
+            clients[0].execute_command("CLUSTER MEET", "127.0.0.1", port)
+    finally:
+        for client in clients:
+            client.close()
+
+
+def redis_cluster_wait_ok(ports: list[int], *, timeout: float = 30) -> None:
+    """Wait until every node of the cluster on ``ports`` says ``cluster_state:ok``, knows every
+    node and sees every slot assigned."""
+    import redis
+
+    deadline = time.monotonic() + timeout
+    last = ""
+    while True:
+        states = []
+        for port in ports:
+            client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2)
+            try:
+                fields = client.cluster("INFO")  # redis-py parses it into a dict of strings
+            except redis.RedisError as exc:
+                fields = {"error": str(exc)}
+            finally:
+                client.close()
+            states.append(fields.get("cluster_state") == "ok" and fields.get("cluster_known_nodes") == str(len(ports))
+                          and fields.get("cluster_slots_assigned") == str(REDIS_CLUSTER_SLOTS))
+            last = str(fields)
+        if all(states):
+            return
+        if time.monotonic() > deadline:
+            raise StackError(f"the Redis Cluster on {ports} is not ok after {timeout:.0f}s: {last}")
+        time.sleep(0.1)
+
+
 def spawn(args: list[str], log: Path | None, **kwargs) -> subprocess.Popen:
     out = open(log, "ab") if log else subprocess.DEVNULL
     # A new process group lets stop() take down the process and anything it forked.

@@ -335,8 +335,26 @@ METRICS_ENABLED = env_bool("METRICS_ENABLED", True)  # read by observability.met
 PROMETHEUS_MULTIPROC_DIR = env_optional("PROMETHEUS_MULTIPROC_DIR")
 
 # --- Redis ------------------------------------------------------------------------------------
+# redis://host:6379/0, or rediss://… for TLS (ElastiCache in-transit encryption); AUTH / RBAC go in
+# the URL: rediss://:<auth-token>@host:6379/0 or rediss://<user>:<password>@host:6379/0
+# (percent-encode special characters).
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 0.25, minimum=0.01)
+# ElastiCache with cluster mode enabled (or any Redis Cluster): REDIS_URL is the configuration
+# endpoint, and sessions_app.realtime talks to it through redis-py's RedisCluster (slot routing,
+# MOVED/ASK redirects) instead of django-redis's single-node client. A cluster has database 0 only.
+REDIS_CLUSTER = env_bool("REDIS_CLUSTER", False)
+if REDIS_CLUSTER:
+    from urllib.parse import urlsplit
+
+    if urlsplit(REDIS_URL).path.strip("/") not in ("", "0"):
+        raise ImproperlyConfigured("REDIS_CLUSTER=1: REDIS_URL must name database 0 (or none); a cluster has no other")
+# The eviction policy the app is built for (README "Redis: eviction"): every key of ours has a TTL,
+# so volatile-lru evicts exactly what allkeys-lru would among them, and never a key without a TTL
+# (a Celery broker sharing the server keeps its queues). Start-up logs a warning, and
+# `check --deploy` an error in production, when a Redis with a memory limit uses another policy.
+# `any`: no check.
+REDIS_MAXMEMORY_POLICY = env_str("REDIS_MAXMEMORY_POLICY", "volatile-lru")
 CACHES = {
     "default": {
         "BACKEND": "django_redis.cache.RedisCache",
@@ -463,6 +481,17 @@ ALERT_MIN_HTTP_REQUESTS = env_int("ALERT_MIN_HTTP_REQUESTS", 50, minimum=1)
 DAX_CLUSTER_NAME = env_optional("DAX_CLUSTER_NAME")
 # The console's public URL, for the link in each alert (optional).
 CONSOLE_URL = env_str("CONSOLE_URL", "").rstrip("/")
+
+# --- Scheduled backups (manage.py dynamodb_backup; services.backups) --------------------------------
+# Beat asks for an on-demand backup every DYNAMODB_BACKUP_INTERVAL_HOURS and prunes this table's
+# backups older than DYNAMODB_BACKUP_RETENTION_DAYS (never the newest). Backups are regional: each
+# region's beat backs up its own replica.
+if DYNAMODB_BACKUP_INTERVAL_HOURS > 0:
+    CELERY_BEAT_SCHEDULE["dynamodb-backup"] = {
+        "task": "sessions_app.dynamodb_backup_scheduled",
+        "schedule": DYNAMODB_BACKUP_INTERVAL_HOURS * 3600.0,
+        "options": {"expires": DYNAMODB_BACKUP_INTERVAL_HOURS * 1800.0},
+    }
 
 # --- Logging ------------------------------------------------------------------------------------
 # Structured lines (structlog over the standard library's logging; sessions_app/observability/logs.py):

@@ -1,3 +1,5 @@
+import threading
+
 from django.apps import AppConfig
 from django.conf import settings
 from django.core import checks
@@ -11,6 +13,8 @@ class SessionsAppConfig(AppConfig):
     def ready(self) -> None:
         checks.register(search_engine_check, checks.Tags.database, deploy=True)
         checks.register(metrics_check, deploy=True)
+        checks.register(redis_memory_policy_check, checks.Tags.caches, deploy=True)
+        redis_memory_policy_log_at_start()
 
 
 def search_engine_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
@@ -37,3 +41,29 @@ def metrics_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
                  "and run gunicorn with -c python:mangaassist.gunicorn_conf",
             id="mangaassist.W002")]
     return []
+
+
+def redis_memory_policy_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """Redis must evict as documented (``REDIS_MAXMEMORY_POLICY``; why: realtime/memory_policy.py):
+    an error in production, a warning elsewhere. Silent when Redis cannot be reached (a build
+    without Redis, `make check`) or has no memory limit (the policy never acts then)."""
+    from sessions_app.realtime.memory_policy import memory_policy_mismatches, memory_policy_problem
+
+    mismatches = memory_policy_mismatches()
+    if not mismatches:
+        return []
+    hint = (f"set maxmemory-policy {settings.REDIS_MAXMEMORY_POLICY} (ElastiCache: in the cluster's parameter "
+            "group), or REDIS_MAXMEMORY_POLICY if another policy is meant")
+    if settings.PRODUCTION:
+        return [checks.Error(memory_policy_problem(mismatches), hint=hint, id="mangaassist.E003")]
+    return [checks.Warning(memory_policy_problem(mismatches), hint=hint, id="mangaassist.W003")]
+
+
+def redis_memory_policy_log_at_start() -> None:
+    """Every process (web worker, Celery, the consumers, the SSE server) logs a warning once at
+    start when Redis evicts otherwise than documented. In a daemon thread with its own
+    short-lived client: start-up never waits for Redis, and never fails because it is down."""
+    from sessions_app.realtime.memory_policy import ANY_POLICY, memory_policy_log
+
+    if settings.REDIS_MAXMEMORY_POLICY != ANY_POLICY:
+        threading.Thread(target=memory_policy_log, name="redis-memory-policy", daemon=True).start()

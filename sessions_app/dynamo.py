@@ -157,8 +157,8 @@ def _outcome(exc: BaseException | None) -> str:
 
 def _observe(operation: str, route: str, started: float, exc: BaseException | None = None) -> None:
     if metrics.ENABLED:
-        metrics.DYNAMODB_REQUEST_SECONDS.labels(operation, route).observe(time.perf_counter() - started)
-        metrics.DYNAMODB_REQUESTS.labels(operation, route, _outcome(exc)).inc()
+        metrics.child(metrics.DYNAMODB_REQUEST_SECONDS, operation, route).observe(time.perf_counter() - started)
+        metrics.child(metrics.DYNAMODB_REQUESTS, operation, route, _outcome(exc)).inc()
 
 
 def route_calls() -> dict[str, int]:
@@ -571,6 +571,20 @@ def streams_client():
         config=Config(connect_timeout=settings.DYNAMODB_CONNECT_TIMEOUT, read_timeout=settings.DYNAMODB_READ_TIMEOUT,
                       retries={"max_attempts": settings.DYNAMODB_MAX_RETRIES, "mode": "standard"}),
     ))
+
+
+def autoscaling_client():
+    """The botocore client of Application Auto Scaling (the table's and its indexes' capacity
+    targets: dynamodb_init with DYNAMODB_AUTOSCALING), in the table's region at the service's own
+    regional endpoint — DYNAMODB_ENDPOINT is DynamoDB's alone, and DynamoDB Local has no auto
+    scaling beside it. Not shared: dynamodb_init builds one per run."""
+    import botocore.session
+
+    return botocore.session.get_session().create_client(
+        "application-autoscaling", region_name=settings.AWS_REGION,
+        config=Config(connect_timeout=settings.DYNAMODB_CONNECT_TIMEOUT, read_timeout=settings.DYNAMODB_READ_TIMEOUT,
+                      retries={"max_attempts": settings.DYNAMODB_MAX_RETRIES, "mode": "standard"}),
+    )
 
 
 def error_code(exc: BaseException) -> str | None:

@@ -130,3 +130,16 @@ class NotHandedOff(MangaAssistError):
 
     code = "not_handed_off"
     http_status = 409
+
+
+class WrongRegion(MangaAssistError):
+    """A write to a session whose home region is another one. With global tables every region
+    holds a replica of every session, but a session is written in one region only — its home
+    region, stored on META when it starts — because replication resolves concurrent writes to an
+    item by last writer wins, which would lose turn-count updates and so break the turn sequence.
+    Refused, not forwarded: the bot runtime's regional routing must send the session's traffic
+    home (a forward would hide that routing bug and add a cross-region round trip to every turn).
+    ``details``: ``home_region`` (where to send it) and ``region`` (the one that refused)."""
+
+    code = "wrong_region"
+    http_status = 409

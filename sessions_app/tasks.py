@@ -16,7 +16,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from .exceptions import SessionNotFound, StoreUnavailable
-from .services import alerts, handoff, search_index, summaries, webhooks
+from .services import alerts, backups, handoff, search_index, summaries, webhooks
 from .summarizers import SummarizerUnavailable
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,21 @@ def alerts_evaluate() -> dict:
     return {"fired": [t.rule for t in transitions if t.kind == "fired"],
             "resolved": [t.rule for t in transitions if t.kind == "resolved"],
             "undelivered": [t.rule for t in transitions if not t.delivered]}
+
+
+@sweep_task("sessions_app.dynamodb_backup_scheduled")
+def dynamodb_backup_scheduled() -> dict:
+    """Beat (every DYNAMODB_BACKUP_INTERVAL_HOURS, when set): an on-demand backup of the table,
+    then the prune to DYNAMODB_BACKUP_RETENTION_DAYS (see services.backups.backup_scheduled:
+    a second run within half an interval makes no second backup)."""
+    report = backups.backup_scheduled()
+    pruned = report.pruned
+    if report.created is not None or pruned.deleted or pruned.failed:
+        log.info("scheduled backup: %s; %d pruned, %d refused", report.created.name if report.created else "none (recent)",
+                 len(pruned.deleted), len(pruned.failed))
+    return {"created": report.created.arn if report.created else None,
+            "recent": report.recent.arn if report.recent else None,
+            "pruned": [b.arn for b in pruned.deleted], "refused": [b.arn for b, _ in pruned.failed]}
 
 
 @shared_task(

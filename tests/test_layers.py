@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("dashboard", "sessions_app.api", "sessions_app.admin", "sessions_app.tasks",
      "sessions_app.management", "sessions_app.demo", "sessions_app.access", "sessions_app.downloads", "sessions_app.apps",
      "sessions_app.migrations", "sessions_app.aws_lambda", "sessions_app.live", "sessions_app.probes",
-     "sessions_app.metrics_views"),
+     "sessions_app.metrics_views", "sessions_app.iam"),
     # writes
     ("sessions_app.services",),
     # reads

@@ -233,6 +233,10 @@ class SessionMeta(ChatItem, discriminator="session"):
     summary_retries = NumberAttribute(null=True)
     summary_error = UnicodeAttribute(null=True)
     summary_requested_at = UTCDateTimeAttribute(null=True)
+    # Global tables: the region (AWS_REGION) the session was started in and is written in, and
+    # only there (services.sessions.session_home_check). Absent on sessions started before it
+    # was recorded: those may be written anywhere. Not projected into any index.
+    home_region = UnicodeAttribute(null=True)
 
     gsi1pk = UnicodeAttribute(attr_name="GSI1PK")
     gsi1sk = UnicodeAttribute(attr_name="GSI1SK")
@@ -259,6 +263,12 @@ class SessionMeta(ChatItem, discriminator="session"):
     gsi6sk = UnicodeAttribute(null=True, attr_name="GSI6SK")
     gsi7pk = UnicodeAttribute(null=True, attr_name="GSI7PK")
     gsi7sk = UnicodeAttribute(null=True, attr_name="GSI7SK")
+
+    @property
+    def writable_here(self) -> bool:
+        """Whether this deployment's region may write the session: it is the session's home
+        region, or the session has none recorded."""
+        return not self.home_region or self.home_region == settings.AWS_REGION
 
     by_customer = ByCustomerIndex()
     by_day = ByDayIndex()

@@ -36,7 +36,7 @@ class RequestMetricsMiddleware:
         else:
             route = "unmatched"
         method = request.method if request.method in _METHODS else "other"
-        metrics.HTTP_REQUEST_SECONDS.labels(route, method, str(response.status_code)).observe(
+        metrics.child(metrics.HTTP_REQUEST_SECONDS, route, method, str(response.status_code)).observe(
             time.perf_counter() - started)
         return response
 

@@ -19,7 +19,10 @@ caller that knows its own last appended seq passes ``min_seq`` to ``context_cach
 read-your-writes regardless.
 
 The read runs as a Lua script rather than a bare HMGET so the hit/miss counter rides in the same
-round trip; it must hit the primary anyway (a replica's lag would break read-your-writes).
+round trip; it must hit the primary anyway (a replica's lag would break read-your-writes). On a
+cluster the counter's global ``stats:ctx:<minute>`` bucket is in another slot than the session's
+hash, so there the script reads only and the count follows as a second command (``stats_count``).
+Every other script here touches the session's hash alone, so each is one slot as it stands.
 """
 
 from __future__ import annotations
@@ -30,7 +33,14 @@ from dataclasses import dataclass
 from sessions_app.exceptions import RedisUnavailable
 
 from . import keys
-from .client import LuaScript, counters_by_minute, redis_boundary, redis_connection
+from .client import (
+    LuaScript,
+    counters_by_minute,
+    redis_boundary,
+    redis_connection,
+    scripts_may_cross_slots,
+    stats_count,
+)
 
 _HINT = keys.CONTEXT_HINT_FIELD
 _STALE = keys.CONTEXT_DAX_STALE_FIELD
@@ -48,8 +58,10 @@ if hint and value then
     hit = have ~= nil and have >= need
   end
 end
-redis.call('HINCRBY', KEYS[2], hit and 'hit' or 'miss', 1)
-redis.call('EXPIRE', KEYS[2], ARGV[4])
+if KEYS[2] then
+  redis.call('HINCRBY', KEYS[2], hit and 'hit' or 'miss', 1)
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
+end
 local consistent = 0
 if stale_until then
   local t = redis.call('TIME')
@@ -152,15 +164,20 @@ def context_cache_get(*, session_id: str, variant: str, min_seq: int | None = No
     caller's own last appended seq). Counts a hit or miss for the console.
     Redis down: ``CacheRead(None, None, degraded=True)``, logged and counted; never raises.
     """
+    counted_here = scripts_may_cross_slots()
+    script_keys = [keys.context_key(session_id=session_id)] + ([_stats_key_now()] if counted_here else [])
     try:
         with redis_boundary("context_cache_get"):
             hint, value, consistent = _get_script(
-                keys=[keys.context_key(session_id=session_id), _stats_key_now()],
+                keys=script_keys,
                 args=[_HINT, _check_variant(variant), -1 if min_seq is None else int(min_seq), keys.stats_ttl_seconds(),
                       _STALE],
             )
     except RedisUnavailable:
         return CacheRead(payload=None, hint=None, degraded=True)
+    if not counted_here:
+        stats_count(operation="context_cache_stats_count", key=_stats_key_now(),
+                    field="hit" if value is not None else "miss", ttl_seconds=keys.stats_ttl_seconds())
     payload = value[value.index(b"|") + 1 :] if value is not None else None
     return CacheRead(payload=payload, hint=int(hint) if hint is not None else None, consistent=bool(consistent))
 

@@ -9,6 +9,15 @@ twice and drops the repeat by id; the sorted set stores a repeat once (same memb
 
 Redis down: raises ``RedisUnavailable`` from publishing (the consumer retries the batch: events
 are part of what a record's processing must achieve) and returns None from reads.
+
+Classic pub/sub (PUBLISH/SUBSCRIBE), on a single Redis and on a cluster alike: a cluster forwards
+every PUBLISH to every node, so a subscriber connected to any node hears it, and the channels
+need no hash tags. (Sharded pub/sub — SPUBLISH/SSUBSCRIBE, one shard per channel — would spare
+the cluster bus that fan-out, at the price of subscriptions that follow their slot's moves: the
+upgrade for a cluster with many shards or a high event rate.) redis-py refuses PUBLISH in a
+cluster pipeline, so on a cluster the sorted set is written by a cluster pipeline and the
+publishes go out in one plain pipeline to one node: the primary of ``activity:recent``'s slot,
+which the first pipeline has just reached.
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ from collections.abc import Sequence
 from sessions_app.exceptions import RedisUnavailable
 
 from . import keys
-from .client import redis_boundary, redis_connection
+from .client import redis_boundary, redis_cluster_enabled, redis_connection
 
 
 def event_json(event: dict) -> bytes:
@@ -36,16 +45,28 @@ def change_events_publish(*, events: Sequence[dict]) -> int:
     if not events:
         return 0
     recent = keys.activity_recent_key()
+    cluster = redis_cluster_enabled()
+    bodies = [(keys.events_session_channel(session_id=event["session_id"]), event_json(event), int(event["at_ms"]))
+              for event in events]
     with redis_boundary("change_events_publish"):
-        pipe = redis_connection().pipeline(transaction=False)
-        for event in events:
-            body = event_json(event)
-            pipe.publish(keys.events_session_channel(session_id=event["session_id"]), body)
-            pipe.publish(keys.events_activity_channel(), body)
-            pipe.zadd(recent, {body: int(event["at_ms"])})
+        client = redis_connection()
+        # Single Redis: one pipeline, one round trip. Cluster: two (see the module docstring).
+        pipe = client.pipeline(transaction=False)
+        for channel, body, at_ms in bodies:
+            if not cluster:
+                pipe.publish(channel, body)
+                pipe.publish(keys.events_activity_channel(), body)
+            pipe.zadd(recent, {body: at_ms})
         pipe.zremrangebyrank(recent, 0, -keys.ACTIVITY_RECENT_LIMIT - 1)
         pipe.expire(recent, keys.activity_ttl_seconds())
         pipe.execute()
+        if cluster:
+            node = client.get_redis_connection(client.get_node_from_key(recent))
+            publish = node.pipeline(transaction=False)
+            for channel, body, _at_ms in bodies:
+                publish.publish(channel, body)
+                publish.publish(keys.events_activity_channel(), body)
+            publish.execute()
     return len(events)
 
 

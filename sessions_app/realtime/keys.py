@@ -8,9 +8,28 @@ Keys are not prefixed with ``CACHES["default"]["KEY_PREFIX"]``: the raw client b
 cache key function, and the namespaces below cannot collide with Django cache keys
 (``<prefix>:<version>:<key>``).
 
-The rate-limit and context-cache scripts touch two keys (the data key and a ``stats:`` bucket).
-That is fine on a single-shard Redis / ElastiCache with cluster mode disabled; with cluster mode
-enabled the pairs would need a shared hash tag (``{<id>}``) or the stats moved out of the script.
+Redis Cluster (``REDIS_CLUSTER``, ElastiCache with cluster mode enabled): a script, a MULTI/EXEC
+or a multi-key command may only touch keys of one hash slot, and a key's slot is the CRC16 of its
+name — or of the part between its first ``{`` and the next ``}`` (the *hash tag*), when there is
+one. What is used together, and how each group keeps to one slot:
+
+- one key per call, as it stands: every context cache script (``ctx:`` holds the hint and the
+  payloads in one hash, which is also why an eviction can't separate them), both locks, the rate
+  window's peek, staff presence, the activity feed, the connection keys' single commands;
+- ``stats:stream:{<10 s>}`` + ``stats:stream-lag:{<10 s>}`` (one script): the shared hash tag is
+  the bucket, so each 10-second pair shares a slot and successive pairs spread over the cluster;
+- a per-customer or per-session key together with a global ``stats:`` minute bucket (rate limit
+  hit, context cache read, fleet counters) or with the shared ``presence:online`` set (heartbeat,
+  presence read): no hash tag can join them — tagging the bucket with the id would leave nothing
+  global to read — so on a cluster the script touches its own key only and the rest follows as a
+  second command (client.py ``scripts_may_cross_slots``; each module says what that costs);
+- the connection map (``conn:id:<connection>`` ↔ ``conn:session:<session>``) and the privacy
+  deletes (a session's, its connections' and its customer's keys): many ids, hence many slots;
+  they use no transaction, and pipelines, which the cluster client splits per node.
+
+Renaming a key on a live deployment loses what the old name held — every key here is a cache or
+ephemeral with a TTL (losing one costs latency, not data), so a deploy that renames one needs no
+migration: the ``stats:stream`` pair, renamed for its hash tag, restarts its 10-second buckets.
 """
 
 from __future__ import annotations
@@ -178,14 +197,15 @@ def stream_bucket(*, epoch_seconds: float) -> int:
 
 def stream_progress_key(*, bucket: int) -> str:
     """Hash of ten seconds of every consumer's progress: ``records``, ``batches``,
-    ``lag_max_ms`` (the largest lag of a record processed then)."""
-    return f"stats:stream:{bucket}"
+    ``lag_max_ms`` (the largest lag of a record processed then). Hash tag: the bucket, shared with
+    ``stream_lag_samples_key`` (one script writes both)."""
+    return f"stats:stream:{{{int(bucket)}}}"
 
 
 def stream_lag_samples_key(*, bucket: int) -> str:
     """List of per-record lags (ms) sampled in those ten seconds (at most
-    ``STREAM_LAG_SAMPLES`` per bucket), for percentiles."""
-    return f"stats:stream-lag:{bucket}"
+    ``STREAM_LAG_SAMPLES`` per bucket), for percentiles. Same hash tag as ``stream_progress_key``."""
+    return f"stats:stream-lag:{{{int(bucket)}}}"
 
 
 STREAM_LAG_SAMPLES = 2000

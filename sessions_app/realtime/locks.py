@@ -47,15 +47,17 @@ def session_write_lock(*, session_id: str) -> Iterator[LockState]:
     (the lock expired and maybe was taken by another writer → ``LockNotOwnedError``; Redis went
     away mid-block) are logged, never raised: the block's work has already been done.
     """
-    lock = redis_connection().lock(
-        keys.session_lock_key(session_id=session_id),
-        timeout=keys.session_lock_ttl_seconds(),
-        sleep=_POLL_SECONDS,
-        blocking=True,
-        blocking_timeout=settings.SESSION_LOCK_WAIT,
-    )
     try:
         with redis_boundary("session_write_lock"):
+            # Inside the boundary: on a cluster the first redis_connection() of a process reads
+            # the slot map. One key, so one slot (redis-py's Lock scripts touch only it).
+            lock = redis_connection().lock(
+                keys.session_lock_key(session_id=session_id),
+                timeout=keys.session_lock_ttl_seconds(),
+                sleep=_POLL_SECONDS,
+                blocking=True,
+                blocking_timeout=settings.SESSION_LOCK_WAIT,
+            )
             acquired = lock.acquire()
     except RedisUnavailable:
         yield LockState(held=False, degraded=True)

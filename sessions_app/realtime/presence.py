@@ -9,6 +9,12 @@ same TTL when no session at all is heartbeating. Server time keeps app-server cl
 
 When Redis is unavailable presence is *unknown*, never "offline": the console must not tell
 staff that a customer left because our cache is down.
+
+The per-session ``presence:session:<id>`` key (the heartbeating connection) rides in the same
+script as the shared zset on a single Redis. On a cluster the two are in different slots, and
+nothing needs them atomic (presence is advisory: a heartbeat whose second half failed shows the
+session online without its connection id until the next one), so there the script touches the
+zset only and the connection key is written or read by a second command in the same call.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import Literal
 from sessions_app.exceptions import RedisUnavailable
 
 from . import keys
-from .client import LuaScript, redis_boundary, redis_connection
+from .client import LuaScript, redis_boundary, redis_connection, scripts_may_cross_slots
 
 _NOW_MS = "local t = redis.call('TIME')\nlocal now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)"
 
@@ -31,23 +37,27 @@ local ttl = tonumber(ARGV[1])
 redis.call('ZADD', zset, now, ARGV[2])
 redis.call('ZREMRANGEBYSCORE', zset, '-inf', now - ttl * 1000)
 redis.call('EXPIRE', zset, ttl)
-if ARGV[3] ~= '' then
-  redis.call('SET', conn, ARGV[3], 'EX', ttl)
-else
-  redis.call('EXPIRE', conn, ttl)
+if conn then
+  if ARGV[3] ~= '' then
+    redis.call('SET', conn, ARGV[3], 'EX', ttl)
+  else
+    redis.call('EXPIRE', conn, ttl)
+  end
 end
 return now
 """
 )
 
-# KEYS: the online zset, then each session's connection key; ARGV: the session ids, same order.
+# KEYS: the online zset, then (single Redis only) each session's connection key; ARGV: the
+# session ids, same order.
 _get_script = LuaScript(
     _NOW_MS
     + """
 local out = {}
 for i, id in ipairs(ARGV) do
   local score = redis.call('ZSCORE', KEYS[1], id)
-  local conn = redis.call('GET', KEYS[i + 1])
+  local conn = false
+  if KEYS[i + 1] then conn = redis.call('GET', KEYS[i + 1]) end
   if score then out[i] = {now - tonumber(score), conn} else out[i] = {-1, conn} end
 end
 return out
@@ -83,12 +93,18 @@ def presence_heartbeat(*, session_id: str, connection_id: str | None = None) -> 
     one (if any) is kept alive. Redis down: returns False, logged and counted; never raises —
     a missed heartbeat only makes the session look "unknown" to the console.
     """
+    together = scripts_may_cross_slots()
+    conn_key = keys.presence_session_key(session_id=session_id)
+    ttl = keys.presence_ttl_seconds()
     try:
         with redis_boundary("presence_heartbeat"):
-            _heartbeat_script(
-                keys=[keys.presence_online_key(), keys.presence_session_key(session_id=session_id)],
-                args=[keys.presence_ttl_seconds(), session_id, connection_id or ""],
-            )
+            _heartbeat_script(keys=[keys.presence_online_key()] + ([conn_key] if together else []),
+                              args=[ttl, session_id, connection_id or ""])
+            if not together:
+                if connection_id:
+                    redis_connection().set(conn_key, connection_id, ex=ttl)
+                else:
+                    redis_connection().expire(conn_key, ttl)
     except RedisUnavailable:
         return False
     return True
@@ -107,16 +123,23 @@ def presence_get_many(*, session_ids: list[str]) -> dict[str, Presence]:
     ids = list(dict.fromkeys(session_ids))
     if not ids:
         return {}
+    together = scripts_may_cross_slots()
+    conn_keys = [keys.presence_session_key(session_id=i) for i in ids]
     try:
         with redis_boundary("presence_get"):
-            answers = _get_script(
-                keys=[keys.presence_online_key()] + [keys.presence_session_key(session_id=i) for i in ids],
-                args=ids,
-            )
+            answers = _get_script(keys=[keys.presence_online_key()] + (conn_keys if together else []), args=ids)
+            if together:
+                conns = [conn for _age, conn in answers]
+            else:
+                # One GET per key, pipelined: the cluster client sends each node its share.
+                pipe = redis_connection().pipeline(transaction=False)
+                for key in conn_keys:
+                    pipe.get(key)
+                conns = pipe.execute()
     except RedisUnavailable:
         unknown = Presence(state="unknown", heartbeat_age_seconds=None, connection_id=None)
         return {i: unknown for i in ids}
-    return {i: _presence_of(int(age_ms), conn) for i, (age_ms, conn) in zip(ids, answers)}
+    return {i: _presence_of(int(age_ms), conn) for i, (age_ms, _), conn in zip(ids, answers, conns, strict=True)}
 
 
 def _presence_of(age_ms: int, conn: bytes | None) -> Presence:
@@ -159,7 +182,9 @@ def presence_clear(*, session_id: str) -> bool:
     """
     try:
         with redis_boundary("presence_clear"):
-            pipe = redis_connection().pipeline(transaction=True)
+            # Not a transaction: the two keys are in different slots on a cluster, and half a
+            # clear (either half) reads as offline or ages out.
+            pipe = redis_connection().pipeline(transaction=False)
             pipe.zrem(keys.presence_online_key(), session_id)
             pipe.delete(keys.presence_session_key(session_id=session_id))
             pipe.execute()

@@ -7,6 +7,12 @@ when Redis is down: the caller must record the delete as incomplete (and may rel
 The key builders of ``keys.py`` that take a session or customer id are listed below, and a test
 fails if one is added there without being listed here. The per-minute ``stats:`` counters hold
 totals only (no id), so they are not personal data.
+
+The keys of one session are in many hash slots on a cluster (they are named by the session, the
+customer or the connection), so the deletes are one ``DEL`` per key in one non-transactional
+pipeline — the cluster client sends each node its share — not one multi-key ``DEL`` in a
+transaction. Nothing needed the transaction: a delete that fails half-way raises, the caller
+records it as incomplete, and a retry deletes what is left.
 """
 
 from __future__ import annotations
@@ -67,6 +73,17 @@ def realtime_keys_for_customer(*, customer_id: str) -> list[str]:
         return _existing(_customer_candidates(customer_id=customer_id))
 
 
+def _delete(candidates: list[str], *, unlist_session: str | None = None) -> int:
+    """DEL each of ``candidates`` (and take ``unlist_session`` out of the online set): one round
+    trip; how many keys and entries were removed."""
+    pipe = redis_connection().pipeline(transaction=False)
+    for key in candidates:
+        pipe.delete(key)
+    if unlist_session is not None:
+        pipe.zrem(keys.presence_online_key(), unlist_session)
+    return sum(int(n) for n in pipe.execute())
+
+
 def realtime_forget_session(*, session_id: str, customer_id: str | None = None) -> int:
     """Delete the session's Redis keys (and, with ``customer_id``, the customer's) and its
     presence entry; return how many were removed. Redis down: raises ``RedisUnavailable``."""
@@ -74,19 +91,16 @@ def realtime_forget_session(*, session_id: str, customer_id: str | None = None) 
         candidates = _session_candidates(session_id=session_id)
         if customer_id:
             candidates += _customer_candidates(customer_id=customer_id)
-        pipe = redis_connection().pipeline(transaction=True)
-        pipe.delete(*candidates)
-        pipe.zrem(keys.presence_online_key(), session_id)
-        deleted, unlisted = pipe.execute()
+        removed = _delete(candidates, unlist_session=session_id)
     # The activity feed names the session in its events (members of one shared sorted set).
-    return int(deleted) + int(unlisted) + activity_forget_session(session_id=session_id)
+    return removed + activity_forget_session(session_id=session_id)
 
 
 def realtime_forget_customer(*, customer_id: str) -> int:
     """Delete the keys named by the customer; return how many were removed. Redis down: raises
     ``RedisUnavailable``."""
     with redis_boundary("realtime_forget_customer"):
-        return int(redis_connection().delete(*_customer_candidates(customer_id=customer_id)))
+        return _delete(_customer_candidates(customer_id=customer_id))
 
 
 def realtime_session_gone(*, session_id: str) -> int:
@@ -97,8 +111,4 @@ def realtime_session_gone(*, session_id: str) -> int:
     with redis_boundary("realtime_session_gone"):
         candidates = [k for k in _session_candidates(session_id=session_id)
                       if k != keys.fleet_seen_key(session_id=session_id)]
-        pipe = redis_connection().pipeline(transaction=True)
-        pipe.delete(*candidates)
-        pipe.zrem(keys.presence_online_key(), session_id)
-        deleted, unlisted = pipe.execute()
-    return int(deleted) + int(unlisted)
+        return _delete(candidates, unlist_session=session_id)

@@ -5,6 +5,12 @@ token, score: Redis ``TIME`` in microseconds). The script trims expired entries,
 the new entry only when it fits, so a denied request never extends its own lockout and N
 concurrent callers can never be allowed more than ``limit`` times: Redis runs scripts one at a
 time. Using the server's clock means app servers with skewed clocks still share one window.
+
+The console's allowed/denied counter (a global ``stats:rate:<minute>`` bucket) is counted by the
+script too on a single Redis. On a cluster that bucket lives in another slot than the customer's
+window, so the script touches the window only and the count follows as a second command
+(``stats_count``): the decision stays exact and atomic, the graph may miss a count if Redis goes
+away between the two.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from sessions_app.exceptions import RateLimited, RedisUnavailable
 from sessions_app.observability import metrics
 
 from . import keys
-from .client import LuaScript, counters_by_minute, redis_boundary
+from .client import LuaScript, counters_by_minute, redis_boundary, scripts_may_cross_slots, stats_count
 
 # `{now}` is the only line that differs between the production script and the test-only one:
 # production reads Redis TIME; tests pin the clock to drive the same logic through exact instants.
@@ -50,8 +56,10 @@ if allowed == 0 then
   local nth = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
   retry = tonumber(nth[2]) + window - now
 end
-redis.call('HINCRBY', stats, allowed == 1 and 'allowed' or 'denied', 1)
-redis.call('EXPIRE', stats, stats_ttl)
+if stats then
+  redis.call('HINCRBY', stats, allowed == 1 and 'allowed' or 'denied', 1)
+  redis.call('EXPIRE', stats, stats_ttl)
+end
 return {allowed, count, reset, retry}
 """
 
@@ -144,15 +152,26 @@ def _decision(raw: list[int], *, limit: int) -> RateDecision:
     )
 
 
+def _stats_key_now() -> str:
+    # The stats bucket uses this process's clock: a turn counted in the neighbouring minute on a
+    # skewed host is harmless for a console graph.
+    return keys.stats_rate_key(bucket=keys.stats_bucket(epoch_seconds=time.time()))
+
+
 def _hit_args(customer_id: str, limit: int, window_seconds: int) -> tuple[list[str], list[object]]:
-    keys_ = [
-        keys.rate_key(customer_id=customer_id),
-        # The stats bucket uses this process's clock: a turn counted in the neighbouring minute
-        # on a skewed host is harmless for a console graph.
-        keys.stats_rate_key(bucket=keys.stats_bucket(epoch_seconds=time.time())),
-    ]
+    """KEYS: the window, plus the stats bucket where one script may touch two slots."""
+    keys_ = [keys.rate_key(customer_id=customer_id)]
+    if scripts_may_cross_slots():
+        keys_.append(_stats_key_now())
     args: list[object] = [limit, window_seconds * 1_000_000, uuid.uuid4().hex, keys.stats_ttl_seconds()]
     return keys_, args
+
+
+def _hit_counted(keys_: list[str], raw: list[int]) -> None:
+    """The stats count a cluster's script could not make (see the module docstring)."""
+    if len(keys_) == 1:
+        stats_count(operation="rate_limit_stats_count", key=_stats_key_now(),
+                    field="allowed" if int(raw[0]) else "denied", ttl_seconds=keys.stats_ttl_seconds())
 
 
 def rate_limit_hit(*, customer_id: str, limit: int | None = None, window_seconds: int | None = None) -> RateDecision:
@@ -173,6 +192,7 @@ def rate_limit_hit(*, customer_id: str, limit: int | None = None, window_seconds
             raw = _hit_script(keys=keys_, args=args)
     except RedisUnavailable:
         return RateDecision(allowed=True, limit=limit, remaining=limit, reset_seconds=0.0, retry_after=0.0, degraded=True)
+    _hit_counted(keys_, raw)
     decision = _decision(raw, limit=limit)
     if not decision.allowed:
         metrics.count(metrics.RATE_LIMIT_DENIALS, "customer_turns")
@@ -182,7 +202,9 @@ def rate_limit_hit(*, customer_id: str, limit: int | None = None, window_seconds
 def _rate_limit_hit_at(*, customer_id: str, now_us: int, limit: int, window_seconds: int) -> RateDecision:
     """Test-only: ``rate_limit_hit`` with the clock pinned to ``now_us``. Never call in the app."""
     keys_, args = _hit_args(customer_id, limit, window_seconds)
-    return _decision(_hit_script_at(keys=keys_, args=[*args, now_us]), limit=limit)
+    raw = _hit_script_at(keys=keys_, args=[*args, now_us])
+    _hit_counted(keys_, raw)
+    return _decision(raw, limit=limit)
 
 
 def rate_limit_peek(*, customer_id: str, limit: int | None = None, window_seconds: int | None = None) -> RateDecision | None:

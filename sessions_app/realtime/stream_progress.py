@@ -4,7 +4,8 @@
 Every consumer process writes here, so the numbers are the fleet's, whichever process reads
 them. Ten-second buckets with a day of TTL; lag percentiles come from samples (at most
 ``STREAM_LAG_SAMPLES`` per bucket — a busy bucket keeps a uniform subsample of each batch), the
-maximum and the record count are exact.
+maximum and the record count are exact. The two keys of a bucket share a hash tag (keys.py),
+so the one script that writes both stays in one slot on a cluster.
 """
 
 from __future__ import annotations

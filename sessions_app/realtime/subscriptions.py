@@ -7,6 +7,11 @@ gets its own asyncio pool here, built from the same ``CACHES["default"]`` URL an
 ``REDIS_SOCKET_TIMEOUT``. Channels and keys come from ``keys.py``; what the events are is in
 ``events.py``.
 
+With ``REDIS_CLUSTER`` on it is an asyncio ``RedisCluster`` per event loop instead (same URL,
+timeouts and per-node pool bound); a subscription is its ``ClusterPubSub``: classic SUBSCRIBE on
+one connection to the node that owns the channel's slot, which hears every PUBLISH of the
+cluster (events.py says why classic, not sharded, pub/sub).
+
 No silent reconnects: the pool's connections make one attempt per command (``Retry(NoBackoff(),
 0)``: redis-py's client default would reconnect and resubscribe, and the messages published in
 between would be lost without anyone knowing). A lost connection raises ``RedisUnavailable``
@@ -25,37 +30,52 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from django.conf import settings
 from redis import exceptions as rx
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from sessions_app.exceptions import RedisUnavailable
 
 from . import keys
-from .client import degraded_event_record, redis_error_is_unavailability
+from .client import degraded_event_record, redis_cluster_enabled, redis_error_is_unavailability
 
-# One pool per event loop (an asyncio connection belongs to the loop that opened it): id(loop)
-# → (loop, pool); the loop is kept to tell a new loop that reuses a dead one's id apart.
-_pools: dict[int, tuple[asyncio.AbstractEventLoop, aioredis.ConnectionPool]] = {}
+# One pool (or cluster client) per event loop (an asyncio connection belongs to the loop that
+# opened it): id(loop) → (loop, pool or cluster client); the loop is kept to tell a new loop that
+# reuses a dead one's id apart.
+_pools: dict[int, tuple[asyncio.AbstractEventLoop, aioredis.ConnectionPool | AsyncRedisCluster]] = {}
 
 
-def async_redis(*, max_connections: int = 1000) -> aioredis.Redis:
-    """The asyncio client of the running loop (its pool is made on first use; no I/O here)."""
+def async_redis(*, max_connections: int = 1000) -> aioredis.Redis | AsyncRedisCluster:
+    """The asyncio client of the running loop (its pool is made on first use; no I/O here: a
+    cluster client reads its slot map on its first command)."""
     loop = asyncio.get_running_loop()
     entry = _pools.get(id(loop))
     if entry is None or entry[0] is not loop:
         timeout = settings.SSE_REDIS_TIMEOUT  # see settings: the SSE process's own, longer
-        pool = aioredis.ConnectionPool.from_url(
-            settings.CACHES["default"]["LOCATION"], max_connections=max_connections,
-            socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0),
-            # A pub/sub connection is otherwise silent: PING it so a vanished server is noticed.
-            health_check_interval=30,
-        )
-        entry = _pools[id(loop)] = (loop, pool)
-    return aioredis.Redis(connection_pool=entry[1])
+        url = settings.CACHES["default"]["LOCATION"]
+        if redis_cluster_enabled():
+            made: aioredis.ConnectionPool | AsyncRedisCluster = AsyncRedisCluster.from_url(
+                url, max_connections=max_connections, socket_connect_timeout=timeout, socket_timeout=timeout,
+                # Cluster-level retries off (the nodes' connections never retry): see the module
+                # docstring; the health check as below.
+                retry=Retry(NoBackoff(), 0), health_check_interval=30, dynamic_startup_nodes=False,
+            )
+        else:
+            made = aioredis.ConnectionPool.from_url(
+                url, max_connections=max_connections,
+                socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0),
+                # A pub/sub connection is otherwise silent: PING it so a vanished server is noticed.
+                health_check_interval=30,
+            )
+        entry = _pools[id(loop)] = (loop, made)
+    made = entry[1]
+    if isinstance(made, AsyncRedisCluster):
+        return made
+    return aioredis.Redis(connection_pool=made)
 
 
 async def async_redis_close() -> None:
-    """Close the running loop's pool (the SSE server's shutdown, the tests)."""
+    """Close the running loop's pool or cluster client (the SSE server's shutdown, the tests)."""
     entry = _pools.pop(id(asyncio.get_running_loop()), None)
     if entry is not None:
         await entry[1].aclose()
@@ -65,8 +85,8 @@ async def async_redis_close() -> None:
 async def _boundary(operation: str) -> AsyncIterator[None]:
     try:
         yield
-    except (rx.RedisError, OSError) as error:
-        if isinstance(error, rx.RedisError) and not redis_error_is_unavailability(error):
+    except (rx.RedisError, rx.RedisClusterException, OSError) as error:
+        if not isinstance(error, OSError) and not redis_error_is_unavailability(error):
             raise
         degraded_event_record(operation=operation, error=error)
         raise RedisUnavailable(f"Redis unavailable during {operation}", operation=operation) from error
@@ -148,9 +168,13 @@ async def events_subscribe(*, channel: str) -> AsyncIterator[Subscription]:
     """Subscribe to ``channel`` (from ``session_channel`` / ``activity_channel``) for the block;
     the pub/sub connection is closed on the way out, however the block ends. Redis down:
     ``RedisUnavailable`` on entry."""
-    pubsub = async_redis().pubsub()
+    client = async_redis()
+    pubsub = client.pubsub()
     try:
         async with _boundary("events_subscribe"):
+            if isinstance(client, AsyncRedisCluster):
+                # ClusterPubSub picks the channel's node from the slot map: read it first.
+                await client.initialize()
             await pubsub.subscribe(channel)
         yield Subscription(pubsub, channel)
     finally:
@@ -158,7 +182,7 @@ async def events_subscribe(*, channel: str) -> AsyncIterator[Subscription]:
         # cancelled task (the browser went away) still gets here; shield the close itself.
         try:
             await asyncio.shield(pubsub.aclose())
-        except (rx.RedisError, OSError, asyncio.CancelledError):
+        except (rx.RedisError, rx.RedisClusterException, OSError, asyncio.CancelledError):
             pass
 
 

@@ -24,13 +24,14 @@ from typing import Any, Callable, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from redis import exceptions as rx
+from redis.cluster import RedisCluster
 
 from .. import dynamo
 from ..clock import utcnow
 from ..exceptions import RedisUnavailable
 from ..realtime import redis_boundary, redis_connection
 from .dax_cache import cloudwatch_client
-from .overview import DaxClusterView, dax_cluster
+from .dax_nodes import DaxClusterView, dax_cluster
 
 CACHE_SECONDS = 30.0
 # Consumed capacity: the Sum of the last five whole minutes (one-minute datapoints), per second.
@@ -642,6 +643,23 @@ def _int(value) -> int | None:
         return None
 
 
+_SUMMED = ("evicted_keys", "expired_keys", "keyspace_hits", "keyspace_misses")
+
+
+def _cluster_info(client: RedisCluster, section: str) -> dict:
+    per_node = client.info(section, target_nodes=RedisCluster.PRIMARIES)
+    if not isinstance(per_node, dict) or not per_node:
+        return {}
+    rows = [v for v in per_node.values() if isinstance(v, dict)] or [per_node]
+    merged = dict(rows[0])
+    for field in _SUMMED:
+        if field in merged:
+            merged[field] = sum(_int(r.get(field)) or 0 for r in rows)
+    if section == "replication":
+        merged["role"] = f"{len(rows)} primaries"
+    return merged
+
+
 def redis_info() -> RedisInfo:
     """INFO server, memory, stats, replication and cluster (one pipelined round trip)."""
     location = settings.CACHES["default"].get("LOCATION")
@@ -650,10 +668,17 @@ def redis_info() -> RedisInfo:
         sections = ("server", "memory", "stats", "replication", "cluster")
         try:
             with redis_boundary("infrastructure_info"):
-                pipe = redis_connection().pipeline(transaction=False)
-                for section in sections:
-                    pipe.info(section)
-                server, memory, stats, replication, cluster = pipe.execute()
+                client = redis_connection()
+                if isinstance(client, RedisCluster):
+                    # A cluster pipeline refuses INFO (it has no key to route by): ask every
+                    # primary, show the first one's settings and the primaries' summed counters.
+                    server, memory, stats, replication, cluster = (
+                        _cluster_info(client, section) for section in sections)
+                else:
+                    pipe = client.pipeline(transaction=False)
+                    for section in sections:
+                        pipe.info(section)
+                    server, memory, stats, replication, cluster = pipe.execute()
         except RedisUnavailable as exc:
             cause = exc.__cause__
             detail = f": {type(cause).__name__}: {cause}" if cause is not None else ""

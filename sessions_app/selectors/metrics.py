@@ -76,10 +76,10 @@ def current_reading() -> MetricsReading:
                 _add(values, f"dynamodb:errors:{labels['route']}", value)
         elif name == "mangaassist_redis_request_duration_seconds_bucket":
             _add_bucket(buckets, "redis", labels["le"], value)
-        elif name == "mangaassist_redis_requests_total":
+        elif name == "mangaassist_redis_request_duration_seconds_count":
             _add(values, "redis:calls", value)
-            if labels["outcome"] != "ok":
-                _add(values, "redis:errors", value)
+        elif name == "mangaassist_redis_errors_total":
+            _add(values, "redis:errors", value)
         elif name == "mangaassist_redis_degraded_events_total":
             _add(values, f"degraded:{labels['operation']}", value)
         elif name == "mangaassist_task_enqueue_failures_total":

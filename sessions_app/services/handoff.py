@@ -22,6 +22,7 @@ from ..models import SessionMeta, SessionStatus, app_write_mark
 from ..realtime import context_cache_invalidate
 from ..selectors.handoff import sessions_owned
 from ..selectors.sessions import session_get
+from .sessions import session_home_check
 from .turns import STAFF_ROLE, AppendResult, turn_append
 from .webhooks import webhook_delivery_request
 
@@ -65,6 +66,7 @@ def handoff_request(*, session_id: str, reason: str, note: str | None = None) ->
         raise InvalidInput(f"note must be at most {MAX_NOTE_CHARS} characters", field="note")
     while True:
         meta = session_get(session_id=session_id, consistent=True)
+        session_home_check(meta)
         if meta.status == SessionStatus.CLOSED:
             raise SessionClosed(f"session {session_id} is closed", field="session_id")
         if meta.status == SessionStatus.HANDED_OFF:
@@ -84,6 +86,7 @@ def handoff_take(*, session_id: str, username: str, display_name: str) -> Sessio
     session that asked for a human is taken over), ``SessionClosed``. Taking over one's own
     session again changes nothing."""
     meta = session_get(session_id=session_id, consistent=True)
+    session_home_check(meta)
     if meta.status == SessionStatus.CLOSED:
         raise SessionClosed(f"session {session_id} is closed", field="session_id")
     if meta.owner == username:
@@ -111,6 +114,7 @@ def handoff_release(*, session_id: str, username: str, force: bool = False) -> S
     Only its owner may, unless ``force`` (a supervisor handing back someone else's session, or
     one that waits). Raises ``NotOwner``, ``SessionClosed``."""
     meta = session_get(session_id=session_id, consistent=True)
+    session_home_check(meta)
     if meta.status == SessionStatus.CLOSED:
         raise SessionClosed(f"session {session_id} is closed", field="session_id")
     if meta.status == SessionStatus.ACTIVE:
@@ -133,6 +137,8 @@ def handoff_lapse(*, session_id: str, idle_before: datetime) -> bool:
     """Return an owned session whose owner has been idle since before ``idle_before`` to the
     queue (not to the bot: the customer still waits for a human). Returns whether it lapsed."""
     meta = session_get(session_id=session_id, consistent=True)
+    if not meta.writable_here:
+        return False  # the sweep of the session's home region lapses it
     if not meta.owner or meta.status != SessionStatus.HANDED_OFF or not meta.owner_active_at \
             or meta.owner_active_at >= idle_before:
         return False

@@ -9,7 +9,7 @@ from django.conf import settings
 from pynamodb.exceptions import PutError, UpdateError
 
 from .. import dynamo, keys
-from ..exceptions import InvalidInput, SessionIdTaken
+from ..exceptions import InvalidInput, SessionIdTaken, WrongRegion
 from ..models import CHANNELS, LOCALES, SessionMeta, SessionStatus, app_write_mark
 from ..realtime import context_cache_invalidate, presence_clear
 from ..selectors.sessions import session_get
@@ -19,6 +19,18 @@ from ..observability.logs import bind
 from .summaries import summary_request
 
 MAX_TAGS = 20
+
+
+def session_home_check(meta: SessionMeta) -> None:
+    """Refuse (``WrongRegion``, 409) a write to a session homed in another region. Every writer
+    that starts from META calls it before writing anything: replication between regions resolves
+    concurrent writes to an item by last writer wins, so the turn sequence (META's turn count,
+    advanced by a conditional transaction) is gap- and duplicate-free only while one region
+    writes a session. Sessions without a home region (started before it was recorded) pass."""
+    if not meta.writable_here:
+        raise WrongRegion(f"session {meta.session_id} is written in {meta.home_region}, not {settings.AWS_REGION}: "
+                          "send its traffic to its home region", field="session_id",
+                          home_region=meta.home_region, region=settings.AWS_REGION)
 
 
 def _session_key_fields(*, session_id: str, customer_id: str, channel: str, started_at: datetime, status: str) -> dict:
@@ -80,6 +92,7 @@ def session_start(
         turn_count=0,
         summary_through=0,
         expires_at=started_at + timedelta(days=settings.SESSION_TTL_DAYS),
+        home_region=settings.AWS_REGION,
         **_session_key_fields(session_id=session_id, customer_id=customer_id, channel=channel, started_at=started_at,
                                status=status),
     )
@@ -91,6 +104,9 @@ def session_start(
         existing = session_get(session_id=session_id, consistent=True)
         if existing.customer_id != customer_id:
             raise SessionIdTaken("session_id is already used by another customer's session", field="session_id") from None
+        # A retried start that reached another region: the bot's next write would be refused
+        # there anyway, so say where the session lives now.
+        session_home_check(existing)
         return existing, False
     return meta, True
 
@@ -116,6 +132,7 @@ def session_close(*, session_id: str, final_summary: bool = True) -> tuple[Sessi
 
 def _session_set_status(*, session_id: str, status: str) -> tuple[SessionMeta, bool]:
     meta = session_get(session_id=session_id, consistent=True)
+    session_home_check(meta)
     if meta.status == status:
         return meta, False
     if meta.status == SessionStatus.CLOSED:

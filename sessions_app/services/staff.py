@@ -12,7 +12,7 @@ from ..models import AuditLog, SessionMeta
 from ..realtime import staff_viewing_ping
 from ..selectors.sessions import session_get
 from .audit import audit_record, audited
-from .sessions import session_close
+from .sessions import session_close, session_home_check
 from .summaries import summary_request
 
 
@@ -32,6 +32,7 @@ def staff_summary_request(*, actor: AbstractBaseUser, session_id: str) -> str | 
     with audited(actor=actor, action="summary_request", session_id=session_id) as audit:
         meta = session_get(session_id=session_id)  # a missing session is a 404, not a queued task
         audit.customer_id = meta.customer_id
+        session_home_check(meta)  # the summary's META bookkeeping is a write like any other
         task_id = summary_request(session_id=session_id, reason="staff")
         audit.detail["task_id"] = task_id
         if task_id is None:

@@ -53,6 +53,7 @@ class Outcome:
     SUPERSEDED = "superseded"  # a newer summary landed while this run worked: nothing written
     BUSY = "busy"  # another task holds the session's summary lock: told so, it looks again before it lets go
     EMPTY = "empty"  # no turns yet
+    WRONG_REGION = "wrong_region"  # the session is written in its home region, not here: nothing written
 
 
 @dataclass(frozen=True)
@@ -192,6 +193,13 @@ def _summary_generate(*, session_id: str, task_id: str | None = None,
     ttl = int(settings.SUMMARY_TIME_LIMIT) + 30
     try:
         meta = session_get(session_id=session_id, consistent=True)
+        if not meta.writable_here:
+            # Summary and META are written together: in a region that does not own the session
+            # that write could overwrite a concurrent append's META (global tables: last writer
+            # wins). Not an error to retry: the home region summarises it.
+            log.info("summary of %s not written here: its home region is %s", session_id, meta.home_region)
+            return SummaryOutcome(status=Outcome.WRONG_REGION, session_id=session_id,
+                                  through_seq=int(meta.summary_through or 0))
         if (nothing := _nothing_to_summarise(meta)) is not None:
             return nothing
         if not summary_lock_acquire(session_id=session_id, token=token, ttl_seconds=ttl):
@@ -354,6 +362,8 @@ def summary_sweep(*, now: datetime | None = None, limit: int = 1000) -> SweepRep
     pending_since = now - timedelta(minutes=settings.SUMMARY_PENDING_MINUTES)
     requested, pending, cleared, not_queued = [], [], [], []
     for meta in summary_due_candidates(marked_before=cutoff, limit=limit):
+        if not meta.writable_here:
+            continue  # a replica of another region's session: its home region's sweep has it
         if int(meta.turn_count or 0) <= int(meta.summary_through or 0):
             if _due_clear(meta.session_id):
                 cleared.append(meta.session_id)

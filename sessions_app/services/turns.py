@@ -22,6 +22,7 @@ from ..selectors.sessions import session_get
 from ..clock import utcnow
 from ..ids import validate_id
 from ..observability.logs import bind
+from .sessions import session_home_check
 from .summaries import summary_request
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,7 @@ def turn_write(
         return AppendResult(turn=stored, created=(int(stored.seq), stored.created_at) in attempts, meta=meta)
 
     for attempt in range(MAX_ATTEMPTS):
+        session_home_check(meta)  # also on every re-read: never write a session homed elsewhere
         if meta.status == SessionStatus.CLOSED:
             if (result := stored_result()) is not None:
                 return result
@@ -242,7 +244,8 @@ def turn_append(
     customer is rate limited or the session has closed since). Raises ``InvalidInput``,
     ``SessionNotFound``, ``SessionClosed``, ``SessionLocked`` (lock contended past
     ``SESSION_LOCK_WAIT``), ``RateLimited``, ``ClientMsgIdConflict`` (the id is stored for a turn
-    with another role or text). With Redis down the lock is skipped and the limiter
+    with another role or text), ``WrongRegion`` (the session's home region is another one: nothing
+    is written, not even a replay is answered). With Redis down the lock is skipped and the limiter
     fails open (both logged and counted); the conditional write keeps the sequence exact.
     """
     validate_id(session_id, field="session_id")
@@ -254,6 +257,8 @@ def turn_append(
     with session_write_lock(session_id=session_id):
         meta = session_get(session_id=session_id, consistent=True)
         bind(session_id=session_id, customer_id=meta.customer_id)
+        # Before the rate limit: a write refused here must not spend the customer's budget.
+        session_home_check(meta)
         decision = None
         # The customer's budget is spent on what the customer's conversation produces: not on a
         # staff reply, nor on a bot reply that will be refused because staff own the session.

@@ -141,7 +141,9 @@ def test_metrics_add_up_both_workers_with_the_right_labels(server):
     assert _value(samples, "mangaassist_dax_breaker_open") >= 1  # summed over the live workers
     assert _value(samples, "mangaassist_redis_degraded_events_total") >= 2
     assert _value(samples, "mangaassist_redis_degraded_events_total", operation="rate_limit_hit") == 1
-    assert _value(samples, "mangaassist_redis_requests_total", operation="rate_limit_hit", outcome="ok") == 7  # six appends and the retry, before Redis went
+    # Seven calls answered (six appends and the retry, before Redis went), one did not.
+    assert _value(samples, "mangaassist_redis_request_duration_seconds_count", operation="rate_limit_hit") == 8
+    assert _value(samples, "mangaassist_redis_errors_total", operation="rate_limit_hit", outcome="unavailable") == 1
     # No label carries a session or customer id.
     assert not [s for s in samples if any(session_id in v or "cust-metrics" in v for v in s[1].values())]
     # The scrape and the probes are not requests the dashboards count.
