@@ -96,6 +96,9 @@ class SessionOut(BaseModel):
     turn_count: int
     summary_through: int
     handoff: HandoffOut
+    # The only region that may write the session (global tables: docs/infrastructure.md); null for
+    # sessions started before it was recorded, which any region may write.
+    home_region: str | None
 
 
 class TurnOut(BaseModel):

@@ -102,7 +102,7 @@ def handoff_request_view(request: HttpRequest, payload: HandoffIn, session_id: s
     return session_dict(meta)
 
 
-@router.post("/sessions/{session_id}/close", auth=WRITE, response={200: SessionOut, **errors(400, 401, 403, 404, 503)})
+@router.post("/sessions/{session_id}/close", auth=WRITE, response={200: SessionOut, **errors(400, 401, 403, 404, 409, 503)})
 @query_strict()
 def session_close_view(request: HttpRequest, session_id: str = SessionId):
     """Close the session (idempotent: closing a closed session answers 200 again). The cached

@@ -27,6 +27,7 @@ def session_dict(meta: SessionMeta) -> dict:
         "turn_count": int(meta.turn_count or 0),
         "summary_through": int(meta.summary_through or 0),
         "handoff": handoff_state(meta),
+        "home_region": meta.home_region,
     }
 
 
