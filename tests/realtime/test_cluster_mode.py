@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,14 @@ from .conftest import Cluster, cluster_mode, new_cluster
 from .test_redis_down import _assert_everything_degrades, _assert_everything_works
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run_in_own_loop(coroutine):
+    """``asyncio.run`` on a thread of its own: the browser tests' Playwright (sync API) leaves an
+    event loop running on the main thread for the rest of the session, and asyncio.run refuses
+    to start inside a running loop."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def _slot_owner(client: RedisCluster, key: str) -> str:
@@ -440,7 +449,7 @@ def test_events_published_on_one_node_reach_subscribers_on_the_others(cluster):
         finally:
             await async_redis_close()
 
-    mine_node, got_mine, got_all, nothing_else, backlog = asyncio.run(run())
+    mine_node, got_mine, got_all, nothing_else, backlog = _run_in_own_loop(run())
     assert mine_node != publish_node  # classic PUBLISH on one node reached a subscriber on another
     assert (got_mine.id, got_mine.fields["session_id"]) == ("21", session_id)
     assert [e.id for e in got_all] == ["21", "22"] and nothing_else is None
@@ -459,7 +468,7 @@ def test_the_async_client_is_a_cluster_client_with_the_sse_timeouts(cluster, set
         finally:
             await async_redis_close()
 
-    name, kwargs, max_connections, primaries = asyncio.run(run())
+    name, kwargs, max_connections, primaries = _run_in_own_loop(run())
     assert (name, max_connections, primaries) == ("RedisCluster", 7, 3)
     assert kwargs["socket_timeout"] == settings.SSE_REDIS_TIMEOUT and kwargs["health_check_interval"] == 30
 
@@ -474,7 +483,7 @@ def test_a_subscription_to_an_unreachable_cluster_is_unavailable(settings):
                 await async_redis_close()
 
         with pytest.raises(RedisUnavailable):
-            asyncio.run(run())
+            _run_in_own_loop(run())
 
 
 @pytest.fixture
