@@ -100,15 +100,16 @@ def context_sessions(table: str, count: int, turns_each: int = 30) -> list[str]:
 def staff_sessions(table: str, *, sessions: int, turns_each: int, big_turns: int, days: int = 20,
                    seed: int = 7) -> dict:
     """The staff-pages data set: ``sessions`` sessions over the last ``days`` days (statuses 10 %
-    active, 5 % handed off, 85 % closed; five channels; ten sessions per customer) with
-    ``turns_each`` turns on average, plus one session of ``big_turns`` turns."""
+    active, 5 % handed off, 85 % closed; five channels; ten sessions per customer; summary states
+    about 45 % fresh, 20 % stale, 3 % pending, 2 % failed, the rest none) with ``turns_each``
+    turns on average, plus one session of ``big_turns`` turns."""
     from sessions_app.services.bulk import SessionSpec
 
     use_table(table)
     big_id = "benchbig000001"
     info = {"table": table, "sessions": sessions, "turns_each": turns_each, "big_session": big_id,
             "big_turns": big_turns, "customers": max(1, sessions // 10)}
-    name = f"{table}-{sessions}x{turns_each}-{big_turns}"
+    name = f"{table}-{sessions}x{turns_each}-{big_turns}-summary-states"
     if loaded(name):
         say(f"{table}: {sessions:,} sessions already loaded")
         return info
@@ -125,8 +126,18 @@ def staff_sessions(table: str, *, sessions: int, turns_each: int, big_turns: int
             # the data set holds the turns it claims: 10 per session → 1,000,000 at 100,000.
             count = max(1, math.ceil(rng.expovariate(1 / (turns_each - 0.5)))) if turns_each > 1 else 1
             started = now - timedelta(seconds=rng.uniform(0, days * 86400))
+            state = rng.random()
+            summary = {}
+            if state < 0.45:
+                summary = {"summary_through": count}
+            elif state < 0.65 and count > 1:
+                summary = {"summary_through": count - 1}
+            elif state < 0.68:
+                summary = {"summary_mark": "pending"}
+            elif state < 0.70:
+                summary = {"summary_mark": "failed"}
             yield SessionSpec(f"cust{rng.randrange(info['customers']):06d}", CHANNELS[i % 5], started,
-                              turns(count, i), status=status, session_id=f"benchs{i:07d}")
+                              turns(count, i), status=status, session_id=f"benchs{i:07d}", **summary)
 
     load(name, specs(), total_sessions=sessions, total_turns=sessions * turns_each + big_turns)
     return info

@@ -46,7 +46,7 @@ def run(stack, ctx, *, small: int, large: int, turns_each: int, big_turns: int, 
         "list: status=closed": lambda info: "/sessions/?status=closed",
         "list: channel=web": lambda info: "/sessions/?channel=web",
         "list: customer": lambda info: f"/sessions/?customer=cust{rng.randrange(info['customers']):06d}",
-        f"list: summary={SUMMARY_STATES[0]}": lambda info: f"/sessions/?summary={SUMMARY_STATES[0]}",
+        **{f"list: summary={state}": (lambda info, state=state: f"/sessions/?summary={state}") for state in SUMMARY_STATES},
         "session detail": lambda info: f"/sessions/benchs{rng.randrange(info['sessions'] - 1):07d}/",
         "big session first page": lambda info: f"/sessions/{info['big_session']}/",
     }
@@ -97,7 +97,42 @@ def run(stack, ctx, *, small: int, large: int, turns_each: int, big_turns: int, 
         rows.append([f"4 staff ({small:,} → {large:,} sessions)", page,
                      f"p50/p95 {s.get('p50', 0):.1f}/{s.get('p95', 0):.1f} → {l.get('p50', 0):.1f}/{l.get('p95', 0):.1f} ms",
                      f"p95 growth {growth}×" + (f"; {target}" if target else ""), verdict])
+    out["summary_fill"] = fill = _summary_page_fill(sets, SUMMARY_STATES)
+    for state, by_size in fill.items():
+        l = by_size["large"]
+        rows.append([f"4 staff ({large:,} sessions)", f"list: summary={state}, first {l['pages']} pages",
+                     f"{l['rows']} rows, {l['short_pages']} short page(s)",
+                     f"{l['examined']} sessions examined for {l['rows']} shown", "met" if l["short_pages"] == 0 else "MISSED"])
     rows.append(["4 staff", "data actually loaded",
                  f"{small:,} + {large:,} sessions", f"~{turns_each} turns/session, big session {big_turns:,} turns", ""])
     out["rows"] = rows
+    return out
+
+
+def _summary_page_fill(sets: dict, states, *, pages: int = 5) -> dict:
+    """Whether each summary filter fills its pages: the first ``pages`` pages of each, read the
+    way the list view reads them (``browse.session_find``), counting rows, short pages (fewer rows
+    than the page size with more to come) and sessions examined."""
+    from django.conf import settings
+
+    from sessions_app.selectors.browse import page_size, session_find
+    from sessions_app.selectors.filters import SessionFilter
+
+    out = {}
+    for state in states:
+        out[state] = {}
+        for label, info in sets.items():
+            settings.DYNAMODB_TABLE = info["table"]
+            cursor, rows, short, examined, read = None, 0, 0, 0, 0
+            for _ in range(pages):
+                page = session_find(filters=SessionFilter(summary_state=state), cursor=cursor)
+                read += 1
+                rows += len(page.matches)
+                examined += page.examined
+                if page.cursor is not None and len(page.matches) < page_size(None):
+                    short += 1
+                cursor = page.cursor
+                if cursor is None:
+                    break
+            out[state][label] = {"pages": read, "rows": rows, "short_pages": short, "examined": examined}
     return out

@@ -76,6 +76,8 @@ class SessionFilterForm(_ListFilterForm):
         """``username``: whose sessions "mine" means (the signed-in staff member)."""
         super().__init__(*args, **kwargs)
         self.username = username
+        # The list resolves a customer by its id's start, in any case (views.session_list_view).
+        self.fields["customer"].widget.attrs.update({"placeholder": "id or its start, any case", "spellcheck": "false"})
 
     def more_filters(self, data: dict) -> dict:
         return {"summary_state": data.get("summary") or None, "online": bool(data.get("online")),
@@ -127,4 +129,5 @@ class StaffReplyForm(forms.Form):
 
 
 class DeleteConfirmForm(forms.Form):
-    confirm = forms.CharField(max_length=128, label="Type the id to confirm")
+    confirm = forms.CharField(max_length=128, label="Type the id to confirm", widget=forms.TextInput(attrs={
+        "autocomplete": "off", "autocapitalize": "none", "spellcheck": "false", "aria-describedby": "confirm-error"}))

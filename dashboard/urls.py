@@ -32,4 +32,5 @@ urlpatterns = [
     path("customers/<str:customer_id>/", views.customer_detail_view, name="customer_detail"),
     path("customers/<str:customer_id>/export/", views.customer_export, name="customer_export"),
     path("customers/<str:customer_id>/delete/", views.customer_delete_view, name="customer_delete"),
+    path("preferences/time-zone/", views.time_zone_view, name="time_zone"),
 ]

@@ -27,9 +27,10 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from sessions_app.access import HANDLE, staff_allowed, staff_require
-from sessions_app.exceptions import InvalidInput, MangaAssistError
+from sessions_app.exceptions import InvalidInput, MangaAssistError, SessionNotFound
 from sessions_app.ids import validate_id
 from sessions_app.selectors import detail as detail_selectors
+from sessions_app.selectors import lookup as lookup_selectors
 from sessions_app.selectors.browse import session_browse
 from sessions_app.downloads import export_response
 from sessions_app.selectors.export import export_format, session_iter_filtered
@@ -45,14 +46,16 @@ from sessions_app.selectors.overview import (
 from sessions_app.selectors.privacy import privacy_customer_plan, privacy_delete_plan
 from sessions_app.selectors.search import SEARCH_PAGE, transcript_search
 from sessions_app.selectors.sessions import session_get, turns_page
+from sessions_app.selectors.usage import session_aggregates
 from sessions_app.services import handoff as handoff_services
 from sessions_app.services import privacy as privacy_services
 from sessions_app.services import staff as staff_services
 from sessions_app.services import webhooks as webhook_services
-from sessions_app.services.audit import audited
+from sessions_app.services.audit import audit_record, audited
 
 from .access import OPERATE, VIEW, console_view
 from .forms import DeleteConfirmForm, SessionFilterForm, StaffReplyForm, TranscriptSearchForm
+from .timezone import COMMON_ZONES, TimeZoneForm
 
 
 def _id(value: str, *, field: str) -> str:
@@ -130,8 +133,69 @@ def _session_list_context(request: HttpRequest) -> tuple[dict, int]:
 @require_GET
 @console_view(VIEW)
 def session_list_view(request: HttpRequest) -> HttpResponse:
+    """The sessions list and its filters; with ``q``, the lookup box (``_lookup_page``).
+    The customer field takes an id or the start of one, in any case (``selectors.lookup``): one
+    customer matching → the list filtered by that customer's id (a redirect: the URL holds the
+    exact id); several → the customers to choose from; none → the exact filter, as typed."""
+    if "q" in request.GET:
+        return _lookup_page(request)
+    customer = request.GET.get("customer", "").strip()
+    if customer:
+        chosen = _customer_filter(request, customer)
+        if chosen is not None:
+            return chosen
     context, status = _session_list_context(request)
     return render(request, "dashboard/session_list.html", context, status=status)
+
+
+def _customer_filter(request: HttpRequest, typed: str) -> HttpResponse | None:
+    """The answer for a customer field that is not one exact customer id, else None."""
+    try:
+        matches = lookup_selectors.customer_lookup(query=typed)
+    except InvalidInput:
+        return None  # not an id: the form says why
+    if matches.exact is not None or not matches.ids:
+        return None
+    query = request.GET.copy()
+    query.pop("cursor", None)
+    if matches.single:
+        query["customer"] = matches.single
+        messages.info(request, f"Customer {matches.single} (the one customer id matching “{typed}”).")
+        return redirect(f"{reverse('dashboard:session_list')}?{query.urlencode()}")
+    choices = []
+    for customer_id in matches.ids:
+        query["customer"] = customer_id
+        choices.append({"customer_id": customer_id, "filter_url": f"?{query.urlencode()}"})
+    form = SessionFilterForm(request.GET, username=request.user.get_username())
+    form.is_valid()
+    return render(request, "dashboard/session_list.html", {
+        "form": form, "page": None, "customer_query": typed, "customer_choices": choices,
+        "customer_more": matches.more})
+
+
+def _lookup_page(request: HttpRequest) -> HttpResponse:
+    """The top bar's lookup box (``/sessions/?q=``): an exact session id, or the only session
+    whose id starts with ``q`` (8+ characters, any case) → that session's page; the only
+    customer matching (3+ characters, any case) → the customer's page; several → the matches
+    (at most ``LOOKUP_LIMIT`` of each, "refine" beyond); a query too short or no id → 400 with the
+    reason next to the box."""
+    typed = request.GET.get("q", "").strip()
+    if not typed:
+        return redirect("dashboard:session_list")
+    context = {"form": SessionFilterForm(username=request.user.get_username()), "page": None,
+               "lookup_query": typed, "lookup_limit": lookup_selectors.LOOKUP_LIMIT}
+    try:
+        found = lookup_selectors.lookup(query=typed)
+    except InvalidInput as exc:
+        return render(request, "dashboard/session_list.html", {**context, "lookup_error": exc.message}, status=400)
+    target = found.target
+    if target is not None:
+        kind, found_id = target
+        return redirect(reverse(f"dashboard:{kind}_detail", args=[found_id]))
+    if found.error:
+        return render(request, "dashboard/session_list.html", {**context, "lookup_error": found.error}, status=400)
+    return render(request, "dashboard/session_list.html", {
+        **context, "lookup": found, "lookup_rows": lookup_selectors.lookup_rows(session_ids=found.sessions.ids)})
 
 
 @require_GET
@@ -153,18 +217,62 @@ def session_detail_view(request: HttpRequest, session_id: str) -> HttpResponse:
     return _detail_page(request, _id(session_id, field="session_id"))
 
 
-def _detail_page(request: HttpRequest, session_id: str, *, status: int = 200, **handoff) -> HttpResponse:
+# What the close confirmation says (the dialog, and the page a browser without JavaScript gets).
+CLOSE_CONSEQUENCES = ("Closing ends the conversation: the bot's next append gets 409 session_closed, "
+                      "heartbeats are refused, and a summary is requested.")
+CLOSE_CONFIRM_VALUE = "close"  # the confirmation step's field: confirm=close
+
+
+def _timeline_links(session_id: str, *, order: str, at: int | None, found: int | None, count: int) -> dict:
+    """The timeline's navigation (absolute: the page is also rendered as the answer of a POST):
+    the order toggle (keeping the turn the page is at), the first and the newest turn."""
+    base = reverse("dashboard:session_detail", args=[session_id])
+
+    def url(params: dict, fragment: str) -> str:
+        query = urlencode({k: v for k, v in params.items() if v})
+        return f"{base}{'?' + query if query else ''}#{fragment}"
+
+    oldest = {"order": detail_selectors.ORDER_OLDEST} if order == detail_selectors.ORDER_OLDEST else {}
+    keep = {"at": at} if at else ({"turn": found} if found else {})
+    anchor = f"turn-{at or found}" if keep else "timeline-card"
+    return {
+        "page": base,
+        "newest_first": url(keep, anchor),
+        "oldest_first": url({**keep, "order": detail_selectors.ORDER_OLDEST}, anchor),
+        "first": url({"at": 1, **oldest}, "turn-1"),
+        "latest": url(oldest, f"turn-{count}" if count else "timeline-card"),
+    }
+
+
+def _detail_page(request: HttpRequest, session_id: str, *, status: int = 200, close_error: str | None = None,
+                 **handoff) -> HttpResponse:
+    """The session page. Its timeline: ``?order=oldest`` (else newest first); ``?at=<seq>`` (Go
+    to turn, First turn: a window around it, marked); ``?turn=<seq>`` (a search result: down to
+    it, marked); ``?down_to``/``?up_to`` (live.js's refresh of the turns shown). ``?confirm=close``
+    opens the close confirmation (the confirm page without JavaScript)."""
     found = _seq_param(request, "turn")
-    detail = detail_selectors.session_detail(session_id=session_id, down_to=_down_to(request))
-    # The hand-off panel's buttons act on its state: META strongly consistent (one more GetItem),
-    # not a DAX copy that may predate the take-over this page follows.
-    handoff_meta = session_get(session_id=session_id, consistent=True)
-    staff_services.staff_viewing_record(session_id=session_id, username=request.user.get_username(),
-                                        meta=handoff_meta)
-    viewing = detail_selectors.session_staff_viewing(session_id=session_id, meta=handoff_meta)
+    at = _seq_param(request, "at")
+    order = detail_selectors.timeline_order(request.GET.get("order"))
+    detail = detail_selectors.session_detail(session_id=session_id, down_to=_down_to(request), order=order,
+                                             at=at, up_to=_seq_param(request, "up_to"))
+    # One META read for the whole page, strongly consistent: the hand-off panel's buttons act on
+    # it, and the page shows what staff just did (a close, a summary) — never an older DAX copy.
+    meta = detail.meta
+    staff_services.staff_viewing_record(session_id=session_id, username=request.user.get_username(), meta=meta)
+    viewing = detail_selectors.session_staff_viewing(session_id=session_id, meta=meta)
+    timeline = detail.timeline
+    count = timeline.turn_count
+    at = at if at is not None and at <= count else None
+    missing = _seq_param(request, "at") if at is None and _seq_param(request, "at") else None
     return render(request, "dashboard/session_detail.html",
-                  {"d": detail, "meta": detail.meta, "handoff_meta": handoff_meta, "viewing": viewing,
-                   "found_turn": found, **_handoff_context(request, handoff_meta, **handoff)}, status=status)
+                  {"d": detail, "meta": meta, "handoff_meta": meta, "viewing": viewing, "tl": timeline,
+                   "timeline_order": timeline.order, "found_turn": at or found, "goto_at": at, "goto_missing": missing,
+                   "links": _timeline_links(session_id, order=timeline.order, at=at, found=found, count=count),
+                   "close_confirm": close_error is not None or request.GET.get("confirm") == CLOSE_CONFIRM_VALUE,
+                   "close_error": close_error, "close_consequences": CLOSE_CONSEQUENCES,
+                   "close_confirm_value": CLOSE_CONFIRM_VALUE,
+                   "agg": session_aggregates(meta=detail.meta, turns=detail.turns),
+                   **_handoff_context(request, meta, **handoff)}, status=status)
 
 
 @require_http_methods(["GET", "POST"])
@@ -172,8 +280,10 @@ def _detail_page(request: HttpRequest, session_id: str, *, status: int = 200, **
 def session_viewing_view(request: HttpRequest, session_id: str) -> HttpResponse:
     """The detail page's heartbeat (every 20 s): record that this user has the page open and
     answer who of the staff has it open now, and who owns the session."""
-    meta = staff_services.staff_viewing_record(session_id=_id(session_id, field="session_id"),
-                                               username=request.user.get_username())
+    session_id = _id(session_id, field="session_id")
+    # Strongly consistent, like the page: the owner shown is never older than the hand-off panel's.
+    meta = staff_services.staff_viewing_record(session_id=session_id, username=request.user.get_username(),
+                                               meta=session_get(session_id=session_id, consistent=True))
     viewing = detail_selectors.session_staff_viewing(session_id=meta.session_id, meta=meta)
     return render(request, "dashboard/partials/staff_viewing.html", {"viewing": viewing})
 
@@ -181,12 +291,18 @@ def session_viewing_view(request: HttpRequest, session_id: str) -> HttpResponse:
 @require_GET
 @console_view(VIEW)
 def session_turns_older_view(request: HttpRequest, session_id: str) -> HttpResponse:
-    """An older page (``cursor``), or the newest page — down to ``down_to`` if given (live.js keeps
-    the turns the page shows when it refreshes the timeline)."""
-    page, read = detail_selectors.session_turns_older(session_id=_id(session_id, field="session_id"),
-                                                     cursor=request.GET.get("cursor", ""), down_to=_down_to(request))
-    return render(request, "dashboard/partials/turns.html", {"turns": page.turns, "cursor": page.cursor,
-                                                             "session_id": session_id, "read": read})
+    """A part of the timeline, in ``?order=`` (oldest, else newest first): an older page
+    (``cursor``: replaces "Load older turns"), a newer page (``after=<seq>``: replaces "Load newer
+    turns"), or the window again — the newest turns, down to ``down_to`` and up to ``up_to`` if
+    given (live.js keeps the turns the page shows when it refreshes the timeline)."""
+    session_id = _id(session_id, field="session_id")
+    timeline, part, read = detail_selectors.session_timeline_part(
+        session_id=session_id, order=request.GET.get("order", ""), cursor=request.GET.get("cursor", ""),
+        after=_seq_param(request, "after"), down_to=_down_to(request), up_to=_seq_param(request, "up_to"))
+    return render(request, "dashboard/partials/turns.html", {
+        "turns": timeline.turns, "cursor": timeline.cursor, "newer_after": timeline.newer_after,
+        "order": timeline.order, "long_turns": timeline.long_turns, "part": part, "session_id": session_id,
+        "read": read})
 
 
 @require_GET
@@ -195,10 +311,11 @@ def session_summary_panel(request: HttpRequest, session_id: str) -> HttpResponse
     return _summary_panel(request, _id(session_id, field="session_id"))
 
 
-def _summary_panel(request: HttpRequest, session_id: str) -> HttpResponse:
+def _summary_panel(request: HttpRequest, session_id: str, *, notice: str | None = None) -> HttpResponse:
     panel = detail_selectors.session_summary_panel(session_id=session_id)
     return render(request, "dashboard/partials/summary_panel.html",
-                  {"p": panel, "meta": panel.meta, "state": panel.state, "summary_read": panel.read})
+                  {"p": panel, "meta": panel.meta, "state": panel.state, "summary_read": panel.read,
+                   "summary_notice": notice})
 
 
 @require_GET
@@ -257,7 +374,13 @@ def _back_to_session(request: HttpRequest, session_id: str) -> HttpResponse:
 @require_POST
 @console_view(OPERATE)
 def session_close_view(request: HttpRequest, session_id: str) -> HttpResponse:
+    """Close, once confirmed: the page's dialog (or, without JavaScript, ``?confirm=close``) posts
+    ``confirm=close``. A POST without it closes nothing: the page again with the confirmation
+    open and saying why (400)."""
     session_id = _id(session_id, field="session_id")
+    if request.POST.get("confirm") != CLOSE_CONFIRM_VALUE:
+        return _detail_page(request, session_id, status=400,
+                            close_error="The session was not closed: confirm below that it should be.")
     _, changed = staff_services.staff_session_close(actor=request.user, session_id=session_id)
     messages.success(request, "Session closed." if changed else "Session was already closed.")
     return _back_to_session(request, session_id)
@@ -266,7 +389,23 @@ def session_close_view(request: HttpRequest, session_id: str) -> HttpResponse:
 @require_POST
 @console_view(OPERATE)
 def session_summarize_view(request: HttpRequest, session_id: str) -> HttpResponse:
+    """Regenerate the summary. Nothing to regenerate — the summary already covers every turn, or
+    there is no turn yet — is said, not silently queued (the summary service would not even mark
+    it pending); it is audited as ``up_to_date``."""
     session_id = _id(session_id, field="session_id")
+    try:
+        meta = session_get(session_id=session_id, consistent=True)
+    except SessionNotFound:
+        meta = None  # staff_summary_request audits the refusal and raises the 404
+    nothing = _nothing_to_summarise(meta) if meta is not None else None
+    if nothing is not None:
+        audit_record(actor=request.user, action="summary_request", outcome="up_to_date", session_id=session_id,
+                     customer_id=meta.customer_id, detail={"through_seq": int(meta.summary_through or 0),
+                                                           "turn_count": int(meta.turn_count or 0)})
+        if request.htmx:
+            return _summary_panel(request, session_id, notice=nothing)
+        messages.info(request, nothing)
+        return _back_to_session(request, session_id)
     task_id = staff_services.staff_summary_request(actor=request.user, session_id=session_id)
     if request.htmx:  # the panel itself shows the task id and state, and polls while pending
         return _summary_panel(request, session_id)
@@ -277,12 +416,31 @@ def session_summarize_view(request: HttpRequest, session_id: str) -> HttpRespons
     return _back_to_session(request, session_id)
 
 
+def _nothing_to_summarise(meta) -> str | None:
+    """Why a regeneration would do nothing, or None: the summary covers every turn, or there are
+    no turns (``summary_request``'s pending mark is guarded the same way)."""
+    count, through = int(meta.turn_count or 0), int(meta.summary_through or 0)
+    if count == 0:
+        return "There are no turns to summarise yet."
+    if through >= count:
+        return f"The summary already covers turns 1–{through}; nothing to regenerate."
+    return None
+
+
 def _dry_run_or_delete(request: HttpRequest, *, plan, delete, page: str) -> HttpResponse:
     """GET: the dry run (what would be deleted). POST: the delete, with the id the user typed to
-    confirm it, answered with its receipt."""
+    confirm it, answered with its receipt. A wrong confirmation (refused — and audited — by the
+    service) is the dry run again with the form saying why (400), not an error page."""
     if request.method == "GET":
         return render(request, f"dashboard/{page}.html", {"plan": plan(), "form": DeleteConfirmForm()})
-    receipt = delete(actor=request.user, confirm=request.POST.get("confirm", ""))
+    form = DeleteConfirmForm(request.POST)
+    try:
+        receipt = delete(actor=request.user, confirm=request.POST.get("confirm", ""))
+    except InvalidInput as exc:
+        form.is_valid()  # bound: the typed value is shown again, with this error on the field
+        form.errors.pop("confirm", None)
+        form.add_error("confirm", exc.message)
+        return render(request, f"dashboard/{page}.html", {"plan": plan(), "form": form}, status=400)
     return render(request, f"dashboard/{page}_receipt.html", {"receipt": receipt})
 
 
@@ -539,3 +697,30 @@ def handoff_queue_rows(request: HttpRequest) -> HttpResponse:
     rows = context["rows"]
     context["waiting"] = len(rows) if len(rows) < QUEUE_PAGE else handoff_waiting_count()
     return render(request, "dashboard/partials/handoff_queue_region.html", context)
+
+
+# --- preferences ----------------------------------------------------------------------------------
+
+@require_POST
+@console_view(VIEW)
+def time_zone_view(request: HttpRequest) -> HttpResponse:
+    """Set the signed-in staff member's time zone (the header's picker, or time-zone.js proposing
+    the browser's zone while none is chosen: ``source=browser`` never replaces a choice). Not
+    audited: it changes only how this person's own pages show times (services.profile). An
+    invalid zone is a 400 with the form's error."""
+    from django.utils.http import url_has_allowed_host_and_scheme
+
+    from sessions_app.services.profile import staff_time_zone_set
+
+    form = TimeZoneForm(request.POST)
+    if not form.is_valid():
+        return render(request, "dashboard/time_zone.html", {"form": form, "zones": COMMON_ZONES}, status=400)
+    data = form.cleaned_data
+    if not (data.get("source") == "browser" and getattr(request, "staff_time_zone", "")):
+        staff_time_zone_set(user=request.user, time_zone=data["time_zone"])
+    if data.get("source") == "browser":
+        return HttpResponse(status=204)
+    target = data.get("next") or ""
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        target = reverse("dashboard:overview")
+    return redirect(target)

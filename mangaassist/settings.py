@@ -78,6 +78,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # The signed-in staff member's time zone for every time rendered (dashboard/timezone.py).
+    "dashboard.timezone.TimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -232,6 +234,10 @@ DYNAMODB_CHANNEL_SHARDS = env_int("DYNAMODB_CHANNEL_SHARDS", 4, minimum=1)
 # the session goes back to the "needs a human" queue (never silently back to the bot).
 HANDOFF_IDLE_MINUTES = env_int("HANDOFF_IDLE_MINUTES", 15, minimum=1)
 SESSION_TTL_DAYS = env_int("SESSION_TTL_DAYS", 365, minimum=1)
+# An open session (active, or handed off and waiting) with no turn for this long is closed by the
+# beat sweep "sessions-idle-close" (reason idle, audited, summarised); one a staff member owns is
+# left to them (services/idle_close.py).
+SESSION_IDLE_CLOSE_MINUTES = env_int("SESSION_IDLE_CLOSE_MINUTES", 60, minimum=1)
 
 DAX_ENDPOINTS = env_list("DAX_ENDPOINTS", [])
 DAX_WRITE_THROUGH = env_bool("DAX_WRITE_THROUGH", True)
@@ -420,6 +426,9 @@ SUMMARY_IDLE_MINUTES = env_int("SUMMARY_IDLE_MINUTES", 15, minimum=1)
 SUMMARY_SWEEP_SECONDS = env_int("SUMMARY_SWEEP_SECONDS", 60, minimum=1)
 # Shards of the sparse summary_due index (like the status index: one hot partition avoided).
 SUMMARY_DUE_SHARDS = env_int("SUMMARY_DUE_SHARDS", 4, minimum=1)
+# Shards of the by_summary_state index. Every session is in it (one partition set per state), so
+# it is sharded like by_day; a list filtered by summary state reads STATE shards at once.
+SUMMARY_STATE_SHARDS = env_int("SUMMARY_STATE_SHARDS", 8, minimum=1)
 SUMMARY_SOFT_TIME_LIMIT = env_int("SUMMARY_SOFT_TIME_LIMIT", 120, minimum=1)
 SUMMARY_TIME_LIMIT = env_int("SUMMARY_TIME_LIMIT", 150, minimum=2)
 SUMMARY_MAX_RETRIES = env_int("SUMMARY_MAX_RETRIES", 6, minimum=0)
@@ -431,6 +440,22 @@ BEDROCK_MODEL_ID = env_str("BEDROCK_MODEL_ID", "anthropic.claude-3-haiku-2024030
 BEDROCK_REGION = env_str("BEDROCK_REGION", AWS_REGION)
 BEDROCK_MAX_TOKENS = env_int("BEDROCK_MAX_TOKENS", 600, minimum=16)
 BEDROCK_READ_TIMEOUT = env_float("BEDROCK_READ_TIMEOUT", 60.0, minimum=1.0)
+# The bot's models' prices, USD per 1M input / output tokens (sessions_app/usage.py): JSON
+# {"model": {"input": n, "output": n}}. Cost is computed for these models only ("no price" for
+# others), and they are the only values of the per-model metrics' `model` label (others: "other").
+_DEFAULT_MODEL_PRICES = {
+    "claude-3-haiku": {"input": "0.25", "output": "1.25"},
+    "claude-3-5-haiku": {"input": "0.80", "output": "4.00"},
+    "claude-3-5-sonnet": {"input": "3.00", "output": "15.00"},
+    "claude-sonnet-4": {"input": "3.00", "output": "15.00"},
+    BEDROCK_MODEL_ID: {"input": "0.25", "output": "1.25"},
+}
+try:
+    from sessions_app.usage import prices_parse as _prices_parse
+
+    MODEL_PRICES = _prices_parse(env_optional("MODEL_PRICES") or _DEFAULT_MODEL_PRICES)
+except ValueError as _exc:
+    raise ImproperlyConfigured(f"MODEL_PRICES: {_exc}") from None
 # Staff replies reach the customer through the bot runtime, which owns their WebSocket: an outbound
 # webhook (services.webhooks), HMAC-SHA256-signed with BOT_WEBHOOK_SECRET, retried with backoff
 # until acknowledged (2xx). Unset URL: replies are stored and shown, delivery is "not configured".
@@ -452,6 +477,10 @@ CELERY_BEAT_SCHEDULE = {
                                "options": {"expires": 3600.0}},
     # "alerts-evaluate" is added by the Alerts block below, beside the setting it runs on.
 }
+# Sessions idle for SESSION_IDLE_CLOSE_MINUTES are closed; every 5 minutes keeps a session at most
+# 5 minutes past its idle limit, and each run is bounded (services/idle_close.py).
+CELERY_BEAT_SCHEDULE["sessions-idle-close"] = {"task": "sessions_app.sessions_idle_close", "schedule": 300.0,
+                                               "options": {"expires": 300.0}}
 
 # --- Alerts (services.alerts; deploy/prometheus/alerts.yml carries the same rules) -------------
 # Transitions (fired, resolved) are POSTed as Slack-compatible JSON, signed like the bot webhook

@@ -88,13 +88,29 @@ HANDOFF_REASONS = (
 )
 
 
+DEMO_MODELS = ("claude-3-haiku", "claude-3-haiku", "claude-3-5-sonnet")
+
+
+def _with_trace(rng: random.Random, turns: list[tuple[str, str]]) -> list[tuple]:
+    """The bot's replies with what the runtime records of them: model, latency, tokens."""
+    model = rng.choice(DEMO_MODELS)
+    traced = []
+    for role, text in turns:
+        if role != "assistant":
+            traced.append((role, text))
+            continue
+        traced.append((role, text, {"model": model, "latency_ms": round(rng.lognormvariate(6.9, 0.45), 1),
+                                    "tokens_in": rng.randint(300, 2400), "tokens_out": max(20, len(text) // 3)}))
+    return traced
+
+
 def demo_sessions(*, count: int, now: datetime, seed: int = 2026) -> list[SessionSpec]:
     rng = random.Random(seed)
     sessions = []
     for _ in range(count):
         japanese = rng.random() < 0.4
         en_title, ja_title, volumes = rng.choice(SERIES)
-        turns = _japanese(rng, ja_title, volumes) if japanese else _english(rng, en_title, volumes)
+        turns = _with_trace(rng, _japanese(rng, ja_title, volumes) if japanese else _english(rng, en_title, volumes))
         started = now - timedelta(days=rng.choice([0, 0, 0, 1, 1, 2, 3, 4, 5, 6]), minutes=rng.randint(5, 60 * 20))
         sessions.append(SessionSpec(
             customer_id=rng.choice(CUSTOMERS),

@@ -91,9 +91,10 @@ DYNAMODB: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "deploy": {
         # dynamodb_init: create or update the table (indexes, stream), TTL; the backfill of new
-        # index keys (a by_day Query, the METAs' UpdateItem); dynamodb_backup.
+        # index keys (a by_day Query, the METAs' BatchGetItem for their summary state, their
+        # UpdateItem; the customer directory's UpdateItem); dynamodb_backup.
         TABLE: ("CreateTable", "DescribeTable", "UpdateTable", "DescribeTimeToLive", "UpdateTimeToLive",
-                "UpdateItem", "CreateBackup"),
+                "BatchGetItem", "UpdateItem", "CreateBackup"),
         INDEXES: ("Query",),
         LEASES: ("CreateTable", "DescribeTable", "UpdateTimeToLive"),
         BACKUPS: ("DeleteBackup",),

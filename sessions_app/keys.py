@@ -30,6 +30,7 @@ CUSTOMER_PREFIX = "CUST#"
 DAY_PREFIX = "DAY#"
 STATUS_PREFIX = "STATUS#"
 CHANNEL_PREFIX = "CHAN#"
+SUMMARY_STATE_PREFIX = "SUMSTATE#"
 
 SEQ_WIDTH = 10  # up to 9,999,999,999 turns in one session
 MAX_SEQ = 10**SEQ_WIDTH - 1
@@ -138,6 +139,17 @@ def summary_due_pk(session_id: str, shards: int) -> str:
     return due_pk(shard_of(session_id, shards))
 
 
+def summary_state_pk(state: str, shard: int) -> str:
+    """Partition of the by_summary_state index: the sessions in one summary state, write-sharded."""
+    return f"{SUMMARY_STATE_PREFIX}{state}#{shard}"
+
+
+def session_summary_state_pk(session_id: str, state: str, shards: int) -> str:
+    """The by_summary_state partition a session's META goes to while it is in ``state``
+    (``shards``: SUMMARY_STATE_SHARDS; the shard is the session's, so only the state changes)."""
+    return summary_state_pk(state, shard_of(session_id, shards))
+
+
 def started_sk(started_at: datetime, session_id: str) -> str:
     """Sort key of the session indexes: start time, then id as a tie-breaker."""
     return f"{ts_str(started_at)}#{session_id}"
@@ -154,6 +166,52 @@ def started_sk_parse(sort_key: object) -> tuple[datetime, str]:
         raise ValueError(f"not a session sort key: {sort_key!r}")
     stamp, session_id = sort_key.split("#", 1)
     return parse_ts(stamp), session_id
+
+
+# --- lookups by id prefix (selectors.lookup) ----------------------------------------------------
+# A prefix lookup is one begins_with key condition on one partition, so the partition is derived
+# from as many leading (lower-cased) characters as the shortest prefix a lookup accepts: every
+# id that starts with an accepted prefix is in that prefix's partition. Changing a minimum means
+# rewriting the keys (session_keys_backfill), so each is a constant here, next to the keys.
+SESSION_LOOKUP_PREFIX = "SIDP#"
+CUSTOMER_LOOKUP_PREFIX = "CIDP#"
+CUSTOMER_ITEM_PREFIX = "CUSTOMER#"
+CUSTOMER_ITEM_SK = "CUSTOMER"
+SESSION_PREFIX_MIN = 8  # characters of a session id a lookup needs (unless it is an exact id)
+CUSTOMER_PREFIX_MIN = 3  # characters of a customer id a lookup needs (unless it is an exact id)
+
+
+def lookup_fold(value: str) -> str:
+    """The case-insensitive form of an id (ids are ASCII: ``sessions_app.ids``)."""
+    return value.lower()
+
+
+def session_lookup_pk(session_id: str) -> str:
+    """Partition of the by_session_prefix index: the first SESSION_PREFIX_MIN characters of the
+    lower-cased id (the whole id when it is shorter). Also the partition a lookup of a prefix
+    (at least that long) reads."""
+    return f"{SESSION_LOOKUP_PREFIX}{lookup_fold(session_id)[:SESSION_PREFIX_MIN]}"
+
+
+def session_lookup_sk(session_id: str) -> str:
+    """Sort key of the by_session_prefix index: the lower-cased id (begins_with on it)."""
+    return lookup_fold(session_id)
+
+
+def customer_item_pk(customer_id: str) -> str:
+    """The customer directory item (one per customer id, exact case: ids are case-sensitive)."""
+    return f"{CUSTOMER_ITEM_PREFIX}{customer_id}"
+
+
+def customer_lookup_pk(customer_id: str) -> str:
+    """Partition of the by_customer_prefix index: the first CUSTOMER_PREFIX_MIN characters of the
+    lower-cased customer id (the whole id when it is shorter)."""
+    return f"{CUSTOMER_LOOKUP_PREFIX}{lookup_fold(customer_id)[:CUSTOMER_PREFIX_MIN]}"
+
+
+def customer_lookup_sk(customer_id: str) -> str:
+    """Sort key of the by_customer_prefix index: the lower-cased id."""
+    return lookup_fold(customer_id)
 
 
 # --- cursors -----------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from .exceptions import SessionNotFound, StoreUnavailable
-from .services import alerts, backups, handoff, search_index, summaries, webhooks
+from .services import alerts, backups, handoff, idle_close, search_index, summaries, webhooks
 from .summarizers import SummarizerUnavailable
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,18 @@ def handoff_lapse_sweep() -> dict:
     if lapsed:
         log.info("hand-off sweep: %d idle holds returned to the queue", lapsed)
     return {"lapsed": lapsed}
+
+
+@sweep_task("sessions_app.sessions_idle_close")
+def sessions_idle_close() -> dict:
+    """Beat: close the open sessions idle for SESSION_IDLE_CLOSE_MINUTES (reason idle, audited;
+    a session a staff member owns is left to them). Idempotent: what it closed has left the
+    index it reads, and each close is conditional on the session being as idle as it was read."""
+    report = idle_close.sessions_idle_close()
+    if report.closed or report.moved:
+        log.info("idle close: %d closed, %d written meanwhile, %d owned by staff", len(report.closed),
+                 len(report.moved), len(report.owned))
+    return {"closed": len(report.closed), "moved": len(report.moved), "owned": len(report.owned), "more": report.more}
 
 
 @sweep_task("sessions_app.search_retention_sweep")

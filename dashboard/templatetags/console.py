@@ -66,3 +66,75 @@ def or_na(value) -> str:
 @register.inclusion_tag("dashboard/partials/provenance.html")
 def provenance(read) -> dict:
     return {"read": read}
+
+
+# --- times (sessions_app/timezones.py: one format for the console and the admin) ---------------
+
+@register.filter
+def when(value) -> str:
+    """A datetime in the request's time zone: ``2026-12-07 15:04:05 JST`` ("" for None)."""
+    from sessions_app.timezones import when_format
+
+    return when_format(value)
+
+
+@register.simple_tag
+def time_zone_choices() -> tuple[str, ...]:
+    from dashboard.timezone import COMMON_ZONES
+
+    return COMMON_ZONES
+
+
+# --- usage (sessions_app/usage.py) ---------------------------------------------------------------
+
+@register.filter
+def usage(meta):
+    """The usage aggregates META records (no read: the session list's columns)."""
+    from sessions_app.usage import meta_aggregates
+
+    return meta_aggregates(meta)
+
+
+@register.filter
+def usd(value) -> str:
+    """A Decimal cost as "$0.0123"; None as "no price"."""
+    from sessions_app.usage import cost_format
+
+    return cost_format(value)
+
+
+@register.filter
+def duration(value: float | None) -> str:
+    """Seconds as "42 s", "3 min 05 s", "2 h 04 min"; "n/a" for None."""
+    if value is None:
+        return "n/a"
+    total = int(round(value))
+    if total < 60:
+        return f"{total} s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+@register.filter
+def int_sep(value) -> str:
+    """A whole number with thin grouping (12,345); "n/a" for None."""
+    return "n/a" if value is None else f"{int(value):,}"
+
+
+@register.simple_tag
+def model_usage_reading():
+    """The overview's by-model readings (selectors.overview.model_usage_panel), for
+    partials/model_usage_panel.html, which any page can include as it is."""
+    from sessions_app.selectors.overview import model_usage_panel
+
+    return model_usage_panel()
+
+
+@register.filter
+def controls_as_codes(value) -> str:
+    """Plain text for an attribute value: each control or bidi character as ``U+XXXX`` (the
+    template still escapes the result)."""
+    return "" if value is None else _HIDDEN.sub(lambda m: f"U+{ord(m.group()):04X}", str(value))

@@ -13,15 +13,20 @@ from django.http import HttpRequest
 
 from ..models import ApiKey
 from ..services.api_keys import api_key_create, api_key_revoke
+from .times import when_display
 
 
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["name", "prefix", "scope", "active", "created_at", "last_used_at", "revoked_at"]
+    list_display = ["name", "prefix", "scope", "active", "created", "last_used", "revoked"]
     list_filter = ["scope", ("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "prefix"]
-    readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
-    fields = ["name", "scope", "prefix", "created_at", "last_used_at", "revoked_at"]  # never key_hash
+    readonly_fields = ["prefix", "created", "last_used", "revoked"]
+    fields = ["name", "scope", "prefix", "created", "last_used", "revoked"]  # never key_hash
     actions = ["revoke_selected"]
+
+    created = when_display("created_at", "created at")
+    last_used = when_display("last_used_at", "last used at")
+    revoked = when_display("revoked_at", "revoked at")
 
     @admin.display(boolean=True)
     def active(self, obj: ApiKey) -> bool:

@@ -6,14 +6,17 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from ..models import AuditLog
+from .times import when_display
 
 
 class AuditLogAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "actor_username", "action", "outcome", "session_id", "customer_id"]
+    list_display = ["created", "actor_username", "action", "outcome", "session_id", "customer_id"]
     list_filter = ["action", "outcome"]
     search_fields = ["actor_username", "session_id", "customer_id"]
     date_hierarchy = "created_at"
-    readonly_fields = ["created_at", "actor", "actor_username", "action", "outcome", "session_id", "customer_id", "detail"]
+    readonly_fields = ["created", "actor", "actor_username", "action", "outcome", "session_id", "customer_id", "detail"]
+
+    created = when_display("created_at", "created at")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

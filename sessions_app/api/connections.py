@@ -27,7 +27,8 @@ class ConnectionNotFound(MangaAssistError):
     http_status = 404
 
 
-@router.put("/connections/{connection_id}", auth=WRITE, response={200: ConnectionOut, **errors(400, 401, 403, 404, 409, 503)})
+@router.put("/connections/{connection_id}", operation_id="connection_put", summary="Bind a connection to a session",
+            auth=WRITE, response={200: ConnectionOut, **errors(400, 401, 403, 404, 409, 503)})
 @query_strict()
 def connection_put_view(request: HttpRequest, payload: ConnectionIn, connection_id: str = ConnectionId):
     """Bind the connection to a session (idempotent; rebinding moves it). 404
@@ -37,7 +38,8 @@ def connection_put_view(request: HttpRequest, payload: ConnectionIn, connection_
     return ConnectionOut(connection_id=connection_id, session_id=payload.session_id)
 
 
-@router.get("/connections/{connection_id}", auth=READ, response={200: ConnectionOut, **errors(400, 401, 403, 404, 503)})
+@router.get("/connections/{connection_id}", operation_id="connection_get", summary="Get a connection's session",
+            auth=READ, response={200: ConnectionOut, **errors(400, 401, 403, 404, 503)})
 @query_strict()
 def connection_get_view(request: HttpRequest, connection_id: str = ConnectionId):
     session_id = connection_get(connection_id=connection_id)
@@ -46,7 +48,8 @@ def connection_get_view(request: HttpRequest, connection_id: str = ConnectionId)
     return ConnectionOut(connection_id=connection_id, session_id=session_id)
 
 
-@router.delete("/connections/{connection_id}", auth=WRITE, response={204: None, **errors(400, 401, 403, 503)})
+@router.delete("/connections/{connection_id}", operation_id="connection_delete", summary="Unbind a connection",
+               auth=WRITE, response={204: None, **errors(400, 401, 403, 503)})
 @query_strict()
 def connection_delete_view(request: HttpRequest, connection_id: str = ConnectionId):
     """Unbind the connection ($disconnect). Idempotent: 204 whether or not it was bound."""

@@ -44,6 +44,17 @@ _HTTP_ERROR_CODES = {
 }
 
 
+def error_status(exc: MangaAssistError) -> tuple[int, str]:
+    """The status and code a project error answers with. One refinement of the exception's own:
+    an ``InvalidInput`` that names the size limit it broke (``limit``, e.g. a turn's text over
+    TURN_TEXT_MAX_BYTES) is a payload too large — 413 ``payload_too_large``, like a body over
+    Django's upload limit — so the append's declared 413 is what an oversize text gets, and a
+    client can tell "too big, send less" from "malformed, fix it"."""
+    if isinstance(exc, InvalidInput) and "limit" in exc.details:
+        return 413, _HTTP_ERROR_CODES[413]
+    return exc.http_status, exc.code
+
+
 def error_body(*, code: str, message: str, field: str | None = None, details: dict | None = None) -> dict:
     error: dict[str, Any] = {"code": code, "message": message, "field": field}
     if details:
@@ -106,10 +117,11 @@ def errors_install(api: NinjaAPI) -> None:
             decision = RateDecision(allowed=False, limit=exc.limit, remaining=exc.remaining,
                                     reset_seconds=exc.reset_seconds, retry_after=exc.retry_after)
             headers = decision.headers()
-        if exc.http_status >= 500:
-            log.warning("api %s %s answered %s: %s", request.method, request.path, exc.http_status, exc.message)
-        body = error_body(code=exc.code, message=exc.message, field=exc.field, details=details or None)
-        return _respond(api, request, status=exc.http_status, body=body, headers=headers)
+        status, code = error_status(exc)
+        if status >= 500:
+            log.warning("api %s %s answered %s: %s", request.method, request.path, status, exc.message)
+        body = error_body(code=code, message=exc.message, field=exc.field, details=details or None)
+        return _respond(api, request, status=status, body=body, headers=headers)
 
     @api.exception_handler(ValidationError)
     def validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:

@@ -45,7 +45,8 @@ class SessionListOut(BaseModel):
     short_reason: str | None = Field(description="Why this page holds fewer than `limit` sessions although `cursor` is set.")
 
 
-@router.get("/sessions", auth=READ, response={200: SessionListOut, **errors(400, 401, 403, 503)})
+@router.get("/sessions", operation_id="session_list", summary="List sessions", auth=READ,
+            response={200: SessionListOut, **errors(400, 401, 403, 503)})
 @query_strict(*FILTERS, "cursor", "limit")
 def session_list_view(
     request: HttpRequest,

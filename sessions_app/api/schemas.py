@@ -50,7 +50,8 @@ class SessionStartIn(RequestBody):
 class TurnAppendIn(RequestBody):
     role: Role
     # pattern: at least one non-blank character (turn_validate refuses blank text too).
-    text: str = Field(min_length=1, pattern=r"\S", description="UTF-8; at most TURN_TEXT_MAX_BYTES bytes (16 KB by default).")
+    text: str = Field(min_length=1, pattern=r"\S", description=(
+        "UTF-8; at most TURN_TEXT_MAX_BYTES bytes (16 KB by default): a longer text answers 413 payload_too_large."))
     client_msg_id: Id = Field(description="The caller's id for this message: a retry with the same id returns the stored turn.")
     model: Annotated[str, StringConstraints(max_length=100)] | None = None
     latency_ms: Latency | None = None
@@ -130,7 +131,9 @@ class ContextOut(BaseModel):
 class PresenceOut(BaseModel):
     session_id: str
     state: Literal["online", "unknown"] = Field(description="unknown: Redis is unavailable, so presence could not be recorded.")
-    connection_id: str | None
+    connection_id: str | None = Field(description=(
+        "The session's WebSocket connection: the heartbeat's own, else the one bound by PUT /connections; "
+        "null when it has none (or state is unknown)."))
 
 
 class ConnectionOut(BaseModel):

@@ -74,7 +74,8 @@ def _turn_out(turn: TurnMatch) -> dict:
             "created_at": _iso(turn.created_at), "snippet": "".join(snippet), "highlights": highlights}
 
 
-@router.get("/search", auth=READ, response={200: SearchOut, **errors(400, 401, 403, 503)})
+@router.get("/search", operation_id="transcript_search", summary="Search transcripts", auth=READ,
+            response={200: SearchOut, **errors(400, 401, 403, 503)})
 @query_strict("q", *FILTERS, "order", "cursor", "limit")
 def transcript_search_view(
     request: HttpRequest,

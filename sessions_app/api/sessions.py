@@ -15,8 +15,9 @@ from ..observability import metrics
 from ..selectors import context_load, session_dict, session_get, turn_dict
 from ..services import session_close, session_start, turn_append
 from ..services.handoff import handoff_request
-from ..services.presence import presence_record
+from ..services.presence import heartbeat_record
 from .auth import READ, WRITE
+from .errors import error_status
 from .errors_openapi import errors
 from .params import query_strict
 from .schemas import ID_PATTERN, ContextOut, HandoffIn, HeartbeatIn, PresenceOut, SessionOut, SessionStartIn, TurnAppendIn, TurnOut
@@ -26,7 +27,8 @@ router = Router(tags=["sessions"])
 SessionId = Path(..., pattern=ID_PATTERN, description="The session's id.")
 
 
-@router.post("/sessions", auth=WRITE, response={201: SessionOut, 200: SessionOut, **errors(400, 401, 403, 409, 503)})
+@router.post("/sessions", operation_id="session_start", summary="Start a session", auth=WRITE,
+             response={201: SessionOut, 200: SessionOut, **errors(400, 401, 403, 409, 503)})
 @query_strict()
 def session_start_view(request: HttpRequest, payload: SessionStartIn):
     """Start a session: 201. With a caller-chosen ``session_id``, a retry answers 200 with the
@@ -35,14 +37,15 @@ def session_start_view(request: HttpRequest, payload: SessionStartIn):
     return Status(201 if created else 200, session_dict(meta))
 
 
-@router.get("/sessions/{session_id}", auth=READ, response={200: SessionOut, **errors(400, 401, 403, 404, 503)})
+@router.get("/sessions/{session_id}", operation_id="session_get", summary="Get a session", auth=READ,
+            response={200: SessionOut, **errors(400, 401, 403, 404, 503)})
 @query_strict()
 def session_get_view(request: HttpRequest, session_id: str = SessionId):
     return session_dict(session_get(session_id=session_id, consistent=True))
 
 
 @router.post(
-    "/sessions/{session_id}/turns", auth=WRITE,
+    "/sessions/{session_id}/turns", operation_id="turn_append", summary="Append a turn", auth=WRITE,
     response={201: TurnOut, 200: TurnOut, **errors(400, 401, 403, 404, 409, 413, 429, 503)},
 )
 @query_strict()
@@ -56,11 +59,12 @@ def turn_append_view(request: HttpRequest, response: HttpResponse, payload: Turn
     (``client_msg_id_conflict``, field ``client_msg_id``: send the new message with a new id), or
     — for ``role: "assistant"`` — a staff member owns the session (``bot_paused``, with
     ``details.owner`` and ``details.since``: stay silent until ``handoff.state`` is ``bot`` again;
-    user turns are still stored)."""
+    user turns are still stored). 413 ``payload_too_large`` (field ``text``, ``details.limit``): the
+    text is over TURN_TEXT_MAX_BYTES bytes of UTF-8 (16 KB by default); nothing is stored."""
     try:
         result = turn_append(session_id=session_id, **payload.model_dump())
     except MangaAssistError as exc:  # rendered by errors.py; counted here by the status it gets
-        metrics.count(metrics.TURN_APPENDS, str(exc.http_status))
+        metrics.count(metrics.TURN_APPENDS, str(error_status(exc)[0]))
         raise
     metrics.count(metrics.TURN_APPENDS, "201" if result.created else "replay")
     for name, value in (result.rate.headers() if result.rate else {}).items():
@@ -68,7 +72,8 @@ def turn_append_view(request: HttpRequest, response: HttpResponse, payload: Turn
     return Status(201 if result.created else 200, turn_dict(result.turn))
 
 
-@router.get("/sessions/{session_id}/context", auth=READ, response={200: ContextOut, **errors(400, 401, 403, 404, 503)})
+@router.get("/sessions/{session_id}/context", operation_id="context_load", summary="Load the bot's context", auth=READ,
+            response={200: ContextOut, **errors(400, 401, 403, 404, 503)})
 @query_strict("turns", "min_seq")
 def context_load_view(
     request: HttpRequest,
@@ -90,7 +95,8 @@ def context_load_view(
     return response
 
 
-@router.post("/sessions/{session_id}/handoff", auth=WRITE, response={200: SessionOut, **errors(400, 401, 403, 404, 409, 503)})
+@router.post("/sessions/{session_id}/handoff", operation_id="handoff_request", summary="Ask for a human",
+             auth=WRITE, response={200: SessionOut, **errors(400, 401, 403, 404, 409, 503)})
 @query_strict()
 def handoff_request_view(request: HttpRequest, payload: HandoffIn, session_id: str = SessionId):
     """The bot asks for a human: the session becomes ``handed_off``, unowned, and waits in the
@@ -102,7 +108,8 @@ def handoff_request_view(request: HttpRequest, payload: HandoffIn, session_id: s
     return session_dict(meta)
 
 
-@router.post("/sessions/{session_id}/close", auth=WRITE, response={200: SessionOut, **errors(400, 401, 403, 404, 409, 503)})
+@router.post("/sessions/{session_id}/close", operation_id="session_close", summary="Close a session", auth=WRITE,
+             response={200: SessionOut, **errors(400, 401, 403, 404, 409, 503)})
 @query_strict()
 def session_close_view(request: HttpRequest, session_id: str = SessionId):
     """Close the session (idempotent: closing a closed session answers 200 again). The cached
@@ -111,15 +118,17 @@ def session_close_view(request: HttpRequest, session_id: str = SessionId):
     return session_dict(meta)
 
 
-@router.post("/sessions/{session_id}/heartbeat", auth=WRITE, response={200: PresenceOut, **errors(400, 401, 403, 404, 409, 503)})
+@router.post("/sessions/{session_id}/heartbeat", operation_id="presence_heartbeat", summary="Send a heartbeat",
+             auth=WRITE, response={200: PresenceOut, **errors(400, 401, 403, 404, 409, 503)})
 @query_strict()
 def presence_heartbeat_view(request: HttpRequest, session_id: str = SessionId, payload: HeartbeatIn | None = None):
-    """Mark the session online (optionally naming the WebSocket ``connection_id``). Presence
-    lives in Redis only; with Redis down the heartbeat is not recorded and the state is
-    ``unknown`` — still a 200: the chat itself is unaffected. 404 ``session_not_found``: the
-    session does not exist (never did, or was deleted); 409 ``session_closed``: stop sending
-    heartbeats — a closed session is never shown online."""
-    connection_id = payload.connection_id if payload else None
-    recorded = presence_record(session_id=session_id, connection_id=connection_id)
-    return PresenceOut(session_id=session_id, state="online" if recorded else "unknown",
-                       connection_id=connection_id if recorded else None)
+    """Mark the session online (optionally naming the WebSocket ``connection_id``). The reply's
+    ``connection_id`` is the session's connection: the one named, else the one ``PUT
+    /connections`` bound to the session (null only when it has none). Presence lives in Redis
+    only; with Redis down the heartbeat is not recorded and the state is ``unknown`` — still a
+    200: the chat itself is unaffected. 404 ``session_not_found``: the session does not exist
+    (never did, or was deleted); 409 ``session_closed``: stop sending heartbeats — a closed
+    session is never shown online (its close cleared its presence)."""
+    beat = heartbeat_record(session_id=session_id, connection_id=payload.connection_id if payload else None)
+    return PresenceOut(session_id=session_id, state="online" if beat.recorded else "unknown",
+                       connection_id=beat.connection_id)

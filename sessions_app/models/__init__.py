@@ -2,6 +2,7 @@
 
 from .alerts import AlertEvent, AlertState, MetricSample
 from .auth import ApiKey, AuditLog
+from .profile import StaffProfile
 from .table import (
     CHANNELS,
     LOCALES,
@@ -25,6 +26,7 @@ __all__ = [
     "CompressedTextAttribute",
     "SessionMeta",
     "SessionStatus",
+    "StaffProfile",
     "Summary",
     "Turn",
     "app_write_mark",

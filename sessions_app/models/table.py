@@ -2,10 +2,13 @@
 
 | item            | PK               | SK                    | indexes                                   |
 |-----------------|------------------|-----------------------|-------------------------------------------|
-| session META    | SESSION#<id>     | META                  | by_customer, by_day, by_channel, by_status, summary_due |
+| session META    | SESSION#<id>     | META                  | by_customer, by_day, by_channel, by_status, summary_due, by_summary_state, … |
 | turn            | SESSION#<id>     | TURN#<seq:010d>       |                                           |
 | summary         | SESSION#<id>     | SUMMARY#<seq:010d>    | (keyed by the last turn it covers)        |
 | client msg id   | SESSION#<id>     | MSGID#<client_msg_id> | (idempotency marker for turn appends)     |
+| customer        | CUSTOMER#<id>    | CUSTOMER              | by_customer_prefix (the customer directory) |
+
+META is also in by_session_prefix (a session by the start of its id, any case).
 
 The indexes project only attributes that never change after a session starts (plus status, which
 changes its key anyway), so the per-turn META update (turn count, last message time) writes the
@@ -142,6 +145,23 @@ class SummaryDueIndex(GlobalSecondaryIndex):
     summary_due_sk = UnicodeAttribute(range_key=True, attr_name="GSI4SK")
 
 
+class BySummaryStateIndex(GlobalSecondaryIndex):
+    """Every session under its summary state (none, pending, fresh, stale, failed), newest start
+    first, so a summary filter is a key condition, not a FilterExpression over all of META. The
+    sort key is set once at the start; the partition key moves only when the state does — a
+    summary written, asked for or failed, and the first append after a fresh summary — never on
+    other appends (services.turns, services.summaries keep it; docs/architecture.md §Summary
+    states). "Pending" is stored without its expiry: a request older than
+    SUMMARY_PENDING_MINUTES is listed from the pending partitions under the state it shows."""
+
+    class Meta:
+        index_name = "by_summary_state"
+        projection = IncludeProjection(_PROJECTED)
+
+    gsi8pk = UnicodeAttribute(hash_key=True, attr_name="GSI8PK")
+    gsi8sk = UnicodeAttribute(range_key=True, attr_name="GSI8SK")
+
+
 class HandoffQueueIndex(GlobalSecondaryIndex):
     """Sparse: handed-off sessions nobody owns — the "needs a human" queue, oldest first. Set
     when the bot asks for a human (or an owner's hold lapses), removed on takeover or hand-back."""
@@ -163,6 +183,34 @@ class ByOwnerIndex(GlobalSecondaryIndex):
 
     gsi7pk = UnicodeAttribute(hash_key=True, attr_name="GSI7PK")
     gsi7sk = UnicodeAttribute(range_key=True, attr_name="GSI7SK")
+
+
+class SessionPrefixIndex(GlobalSecondaryIndex):
+    """A session by the start of its id, any case (selectors.lookup): SIDP#<first 8 characters,
+    lower-cased> / the lower-cased id, so a prefix of 8+ characters is one begins_with on one
+    partition. Written once with META (never changed after), keys plus ``type`` and
+    ``session_id`` projected: no append, close or hand-off ever writes this index."""
+
+    class Meta:
+        index_name = "by_session_prefix"
+        projection = IncludeProjection(["type", "session_id"])
+
+    gsi9pk = UnicodeAttribute(hash_key=True, attr_name="GSI9PK")
+    gsi9sk = UnicodeAttribute(range_key=True, attr_name="GSI9SK")
+
+
+class CustomerPrefixIndex(GlobalSecondaryIndex):
+    """The customer directory by the start of a customer id, any case (selectors.lookup):
+    CIDP#<first 3 characters, lower-cased> / the lower-cased id. Only CustomerEntry items carry
+    these keys; their keys and ``customer_id`` never change, so a later session of a known
+    customer writes the directory item only, not this index."""
+
+    class Meta:
+        index_name = "by_customer_prefix"
+        projection = IncludeProjection(["type", "customer_id"])
+
+    gsi10pk = UnicodeAttribute(hash_key=True, attr_name="GSI10PK")
+    gsi10sk = UnicodeAttribute(range_key=True, attr_name="GSI10SK")
 
 
 class ChatItem(Model):
@@ -237,6 +285,14 @@ class SessionMeta(ChatItem, discriminator="session"):
     # only there (services.sessions.session_home_check). Absent on sessions started before it
     # was recorded: those may be written anywhere. Not projected into any index.
     home_region = UnicodeAttribute(null=True)
+    # by_session_prefix: SIDP#<first 8 of the lower-cased id> / lower-cased id, set at the start
+    # and never changed. Nullable only for sessions written before the index (session_keys_backfill).
+    gsi9pk = UnicodeAttribute(null=True, attr_name="GSI9PK")
+    gsi9sk = UnicodeAttribute(null=True, attr_name="GSI9SK")
+    # Per-session usage (turns by model, tokens, bot latency histogram) as compact JSON, kept by
+    # the append transaction (services.usage; format in sessions_app/usage.py). Read with META on
+    # every append, so small; never projected into an index. Absent on older sessions: unknown.
+    usage = UnicodeAttribute(null=True, attr_name="usage")
 
     gsi1pk = UnicodeAttribute(attr_name="GSI1PK")
     gsi1sk = UnicodeAttribute(attr_name="GSI1SK")
@@ -263,6 +319,10 @@ class SessionMeta(ChatItem, discriminator="session"):
     gsi6sk = UnicodeAttribute(null=True, attr_name="GSI6SK")
     gsi7pk = UnicodeAttribute(null=True, attr_name="GSI7PK")
     gsi7sk = UnicodeAttribute(null=True, attr_name="GSI7SK")
+    # by_summary_state: SUMSTATE#<state>#<shard> / started sort key. Nullable only for sessions
+    # written before the index (see session_keys_backfill).
+    gsi8pk = UnicodeAttribute(null=True, attr_name="GSI8PK")
+    gsi8sk = UnicodeAttribute(null=True, attr_name="GSI8SK")
 
     @property
     def writable_here(self) -> bool:
@@ -276,7 +336,9 @@ class SessionMeta(ChatItem, discriminator="session"):
     by_status = ByStatusIndex()
     summary_due = SummaryDueIndex()
     handoff_queue = HandoffQueueIndex()
+    by_session_prefix = SessionPrefixIndex()
     by_owner = ByOwnerIndex()
+    by_summary_state = BySummaryStateIndex()
 
 
 class Turn(ChatItem, discriminator="turn"):
@@ -310,3 +372,18 @@ class ClientMessageMarker(ChatItem, discriminator="msgid"):
     id fails its ``attribute_not_exists`` condition, and the marker tells which turn to return."""
 
     seq = NumberAttribute()
+
+
+class CustomerEntry(ChatItem, discriminator="customer"):
+    """The customer directory: one item per customer id (``CUSTOMER#<id>`` / ``CUSTOMER``), so
+    customers can be found by a case-insensitive prefix (``by_customer_prefix``). Written by
+    ``services.sessions.customer_directory_record`` before each session's META: an idempotent
+    UpdateItem that only moves ``ttl`` (and ``newest_started_at``) forward, so the entry expires
+    no earlier than the customer's newest session. Deleted by the customer's privacy delete."""
+
+    customer_id = UnicodeAttribute()
+    newest_started_at = UTCDateTimeAttribute(null=True)
+    gsi10pk = UnicodeAttribute(null=True, attr_name="GSI10PK")
+    gsi10sk = UnicodeAttribute(null=True, attr_name="GSI10SK")
+
+    by_customer_prefix = CustomerPrefixIndex()

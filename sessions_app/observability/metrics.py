@@ -84,6 +84,16 @@ TURN_APPENDS = Counter(
     "mangaassist_turn_appends_total",
     "Turn appends through the API by outcome: 201, replay (an idempotent retry answered from the "
     "stored turn), 409, 413, 429, 503, or 400 (invalid input).", ["outcome"])
+# Per model (sessions_app.usage.turn_usage_record): ``model`` is a model of MODEL_PRICES or
+# "other" — a bounded set chosen by the settings, never the bot's free text.
+MODEL_TOKENS = Counter(
+    "mangaassist_model_tokens_total",
+    "Tokens of stored turns by model (MODEL_PRICES' models, others as 'other') and direction (in, out).",
+    ["model", "direction"])
+MODEL_LATENCY_SECONDS = Histogram(
+    "mangaassist_model_latency_seconds",
+    "Bot (assistant) turn latency as the bot reported it, by model (MODEL_PRICES' models, others as 'other').",
+    ["model"], buckets=LATENCY_BUCKETS)
 RATE_LIMIT_DENIALS = Counter(
     "mangaassist_rate_limit_denials_total", "Requests refused by a rate limit, by limit.", ["limit"])
 

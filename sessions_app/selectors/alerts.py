@@ -80,6 +80,21 @@ def sample_before(seconds: float, *, now: datetime | None = None) -> MetricsRead
     return reading_of(_first_with(rows, READING))
 
 
+# --- minimum samples ------------------------------------------------------------------------------
+#
+# One source for "enough traffic to judge": the alert rules (services.alerts) and every red band
+# of the overview use these, so the console never shows red on what the sweep calls noise.
+
+def min_cache_lookups() -> int:
+    """Lookups a cache hit ratio (DAX item/query, the Redis context cache) needs in its window."""
+    return int(settings.ALERT_MIN_REQUESTS)
+
+
+def min_http_requests() -> int:
+    """Requests the HTTP 5xx error rate needs in its window."""
+    return int(settings.ALERT_MIN_HTTP_REQUESTS)
+
+
 # --- the overview's alerts panel ------------------------------------------------------------------
 
 def alert_webhook_missing() -> str | None:

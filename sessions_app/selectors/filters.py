@@ -16,10 +16,8 @@ from ..exceptions import InvalidInput
 from ..ids import validate_id
 from ..models import CHANNELS, SessionMeta, SessionStatus
 from .listing import DEFAULT_DAYS, MAX_DAYS
-from .summaries import SummaryStates
+from .summaries import SUMMARY_STATES
 
-SUMMARY_STATES = (SummaryStates.NONE, SummaryStates.PENDING, SummaryStates.FRESH, SummaryStates.STALE,
-                  SummaryStates.FAILED)
 # No session predates the product; the floor also keeps day arithmetic clear of date.min.
 EARLIEST_DAY = date(2000, 1, 1)
 
@@ -70,10 +68,10 @@ class SessionFilter:
         return self.day_from or day_to - timedelta(days=DEFAULT_DAYS - 1), day_to
 
     def listing_kwargs(self) -> dict:
-        """The part ``session_list`` serves from an index (summary state, online and owner are
-        listed otherwise: see ``browse.session_find``)."""
+        """The part ``session_list`` serves from an index (online and owner are listed otherwise,
+        and the summary state is checked again per row: see ``browse.session_find``)."""
         return {"day_from": self.day_from, "day_to": self.day_to, "customer_id": self.customer_id,
-                "status": self.status, "channel": self.channel}
+                "status": self.status, "channel": self.channel, "summary_state": self.summary_state}
 
     def matches(self, meta: SessionMeta, *, summary_state: str) -> bool:
         """Whether one session (with its derived summary state) passes every filter. Only the

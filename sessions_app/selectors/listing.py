@@ -3,12 +3,15 @@
 Which index serves a listing depends on its filters:
 
 * a customer → ``by_customer`` (one partition per customer);
+* a summary state → ``by_summary_state``, one partition per state shard (the pending partitions
+  too for stale and none: an expired request shows as one of those, see ``summaries.summary_state``);
 * an indexed status (active, handed off) → ``by_status``, one partition per status shard;
 * a channel → ``by_channel``, one partition per (channel, day, shard), days walked newest first;
 * otherwise → ``by_day``, one partition per (day, shard), days walked newest first.
 
 Whatever the index does not key is a FilterExpression (closed status, or a channel within a
-customer or status listing).
+customer, summary-state or status listing). The summary state itself is derived per session with
+the clock (``summaries.summary_state``), so the caller (``browse.session_find``) checks each row.
 
 Sharded partitions are merged newest first with a lazy k-way merge: each shard is read in small
 chunks and only as far as the merge needs. The cursor records, per shard, the sort key of the
@@ -35,6 +38,7 @@ from ..models import CHANNELS, SessionMeta, SessionStatus
 from ..clock import utcnow
 from ..ids import validate_id
 from .sessions import session_get_many
+from .summaries import PENDING_EXPIRES_TO, SUMMARY_STATES, SummaryStates
 
 LIST_CURSOR = "sessions"
 MAX_DAYS = 400
@@ -145,8 +149,20 @@ def _window(day_from: date, day_to: date) -> tuple[str, str]:
     return f"{day_from.isoformat()}T00:00:00.000000Z", f"{day_to.isoformat()}T23:59:59.999999Z#~"  # '~' sorts after every id character
 
 
-def _plan(*, day_from: date, day_to: date, customer_id: str | None, status: str | None, channel: str | None) -> list[list[_StreamSpec]]:
+def _plan(*, day_from: date, day_to: date, customer_id: str | None, status: str | None, channel: str | None,
+          summary_state: str | None = None) -> list[list[_StreamSpec]]:
     low, high = _window(day_from, day_to)
+    if summary_state and not customer_id:
+        filters = _and(
+            SessionMeta.status == status if status else None,
+            SessionMeta.channel == channel if channel else None,
+        )
+        states = [summary_state] + ([SummaryStates.PENDING] if summary_state in PENDING_EXPIRES_TO else [])
+        return [[
+            _StreamSpec(SessionMeta.by_summary_state, keys.summary_state_pk(state, shard),
+                        SessionMeta.gsi8sk.between(low, high), filters)
+            for state in states for shard in range(settings.SUMMARY_STATE_SHARDS)
+        ]]
     if customer_id:
         filters = _and(
             SessionMeta.status == status if status else None,
@@ -218,6 +234,7 @@ def session_list(
     customer_id: str | None = None,
     status: str | None = None,
     channel: str | None = None,
+    summary_state: str | None = None,
     cursor: str | None = None,
     limit: int = 25,
     max_requests: int = 40,
@@ -235,6 +252,8 @@ def session_list(
         raise InvalidInput(f"status must be one of {', '.join(SessionStatus.ALL)}", field="status")
     if channel is not None and channel not in CHANNELS:
         raise InvalidInput(f"channel must be one of {', '.join(CHANNELS)}", field="channel")
+    if summary_state is not None and summary_state not in SUMMARY_STATES:
+        raise InvalidInput(f"summary_state must be one of {', '.join(SUMMARY_STATES)}", field="summary_state")
     day_to = day_to or utcnow().date()
     day_from = day_from or day_to - timedelta(days=DEFAULT_DAYS - 1)
     if day_from > day_to:
@@ -243,9 +262,10 @@ def session_list(
         raise InvalidInput(f"a day range spans at most {MAX_DAYS} days", field="day_from")
 
     filters = {"day_from": day_from.isoformat(), "day_to": day_to.isoformat(), "customer_id": customer_id,
-               "status": status, "channel": channel}
+               "status": status, "channel": channel, "summary_state": summary_state}
     fingerprint = hashlib.sha256(repr(sorted(filters.items())).encode()).hexdigest()[:16]
-    groups = _plan(day_from=day_from, day_to=day_to, customer_id=customer_id, status=status, channel=channel)
+    groups = _plan(day_from=day_from, day_to=day_to, customer_id=customer_id, status=status, channel=channel,
+                   summary_state=summary_state)
 
     group_index, positions = 0, None
     if cursor:

@@ -94,6 +94,10 @@ def current_reading() -> MetricsReading:
             _add(values, f"summaries:{labels['outcome']}", value)
         elif name == "mangaassist_webhook_deliveries_total":
             _add(values, f"webhooks:{labels['webhook']}:{labels['outcome']}", value)
+        elif name == "mangaassist_model_tokens_total":  # the overview's by-model panel
+            _add(values, f"model_tokens:{labels['direction']}:{labels['model']}", value)
+        elif name == "mangaassist_model_latency_seconds_bucket":
+            _add_bucket(buckets, f"model_latency:{labels['model']}", labels["le"], value)
         elif name == "mangaassist_dax_breaker_open":
             _add(values, "dax:breaker_open", value)
     return MetricsReading(at=time.time(), values=values, buckets=buckets, mode=metrics.aggregate_mode())

@@ -8,6 +8,13 @@ alerts from the alert sweep's state (``selectors.alerts``). The change feed's pa
 (lag, throughput, leases, the last error), the fleet-wide counts and the activity feed come from
 ``selectors.stream``: what every stream consumer wrote to Redis, and the lease table. The search
 index's panel (engine, sessions indexed, age of the newest indexed change) from the index itself.
+
+The overview leads with support work: hand-offs waiting, open sessions (status active or handed
+off: ``open_sessions_count``) and online ones (presence: a heartbeat now) — two different ideas,
+named apart —, turns per minute, rate-limited requests, the bot's reply latency p95
+(``bot_latency``) and the summary backlog. A red band is only painted where the alert rules would
+judge: the same minimum samples (``selectors.alerts.min_cache_lookups`` / ``min_http_requests``);
+below them the tile says "not enough traffic".
 """
 
 from __future__ import annotations
@@ -26,24 +33,26 @@ from .. import dynamo, keys
 from ..clock import utcnow
 from ..exceptions import InvalidInput, StoreUnavailable
 from ..ids import validate_id
-from ..models import SessionMeta
+from ..models import SessionMeta, SessionStatus
 from ..realtime import (
-    context_cache_hit_ratio,
     context_cache_stats,
+    presence_online,
     presence_online_count,
     rate_limit_stats,
 )
 from ..streams.records import ORIGINS
 from .handoff import handoff_queue_count
-from .alerts import alerts_panel, sample_before
+from .alerts import alerts_panel, min_cache_lookups, min_http_requests, sample_before
 from .dax_nodes import DaxClusterView, DaxNodeRow, dax_cluster  # noqa: F401 - the overview's names for them
 from .metrics import current_reading, quantile_seconds, ratio, window
 from .provenance import ROUTE_LABELS, ROUTE_REDIS, redis_read
 from .search import search_index_status
+from .sessions import session_get_many, turns_page
 from .stream import FleetSummary, StreamStatus, activity_feed, fleet_summary, stream_status
 from .summaries import BACKLOG_COUNT_CAP, summary_backlog_count
 
-CONTEXT_CACHE_ALERT_BELOW = 0.80
+# The context cache tile's window: the alert rule's (services.alerts: context_hit_ratio_low).
+CONTEXT_CACHE_MINUTES = 15
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +61,52 @@ log = logging.getLogger(__name__)
 class DaxRatios:
     item_hit_ratio: float | None
     query_hit_ratio: float | None
+    item_lookups: int = 0  # the hits and misses behind each ratio
+    query_lookups: int = 0
+    min_lookups: int = 0  # selectors.alerts.min_cache_lookups(): fewer is "not enough traffic"
+
+    @property
+    def item_judged(self) -> bool:
+        return self.item_lookups >= self.min_lookups
+
+    @property
+    def query_judged(self) -> bool:
+        return self.query_lookups >= self.min_lookups
+
+
+@dataclass(frozen=True)
+class RatioBand:
+    """A hit ratio the overview may paint red: only with at least ``min_sample`` lookups in its
+    window (the alert rule's own minimum), below that it says "not enough traffic"."""
+
+    value: float | None
+    sample: int | None  # lookups in the window; None: unknown (Redis down)
+    min_sample: int
+    threshold: float  # below this is the alert
+
+    @property
+    def judged(self) -> bool:
+        return self.sample is not None and self.sample >= self.min_sample
+
+    @property
+    def alert(self) -> bool:
+        return self.judged and self.value is not None and self.value < self.threshold
+
+    @property
+    def thin(self) -> bool:
+        """Known, but fewer lookups than the rules need to judge."""
+        return self.sample is not None and not self.judged
+
+
+@dataclass(frozen=True)
+class BotLatency:
+    """The bot's reply latency (``latency_ms`` the runtime sends with each assistant turn), p95
+    over the newest replies of the most recently online sessions."""
+
+    p95_ms: float | None  # None: no reply with a latency in the window
+    replies: int  # replies behind the percentile
+    sessions: int  # sessions read
+    minutes: int
 
 
 @dataclass(frozen=True)
@@ -120,6 +175,7 @@ class FleetPanel:
     started_total: int | None = None
     closed_total: int | None = None
     caveat: str | None = None  # why the counts may be behind (no stream, no consumer)
+    turns_last_minute: int | None = None  # turns written in the last complete minute
 
 
 def _seconds(ms: float | None) -> float | None:
@@ -210,6 +266,8 @@ def fleet_panel(*, stream: StreamPanel, minutes: int = 15) -> FleetPanel:
         started=started, closed=closed,
         started_total=sum(n for _, n in started), closed_total=sum(n for _, n in closed),
         caveat=caveat,
+        # per_minute is newest first and starts with the minute under way.
+        turns_last_minute=summary.per_minute[1].counts.get("turns", 0) if len(summary.per_minute) > 1 else None,
     )
 
 
@@ -304,7 +362,7 @@ def overview_activity(*, limit: int = 30) -> Activity:
 
 @dataclass(frozen=True)
 class Overview:
-    online_now: int | None
+    online_now: int | None  # sessions with a live presence heartbeat ("Online now"), not "open"
     turns_per_minute: int | None  # the last complete minute
     sessions_today: int
     rate_limited_10m: int | None
@@ -322,6 +380,9 @@ class Overview:
     series: dict = field(default_factory=dict)  # chart data (json_script)
     handoff_waiting: int | None = None  # hand-offs waiting for a human (None: the store did not answer)
     search: SearchIndexPanel | None = None  # the transcript search index
+    open_sessions: int | None = None  # status active or handed off (by_status index count); None: unknown
+    bot_latency: BotLatency | None = None  # None: Redis down (no online list) or DynamoDB did not answer
+    context_cache: RatioBand | None = None  # the context cache tile's ratio, sample and band
 
 
 # --- memoised counts ------------------------------------------------------------------------------
@@ -382,6 +443,96 @@ def handoff_waiting_count() -> int | None:
         raise
 
 
+# Open sessions: like the "needs a human" count, fresh to a few seconds, one COUNT Query per
+# status shard per process per this many seconds at most.
+OPEN_COUNT_CACHE_SECONDS = 5.0
+
+
+def _store_count(what: tuple, count: Callable[[], int], *, max_age: float) -> int | None:
+    """A memoised COUNT past DAX's query cache; None when DynamoDB could not answer."""
+
+    def bypassed() -> int:
+        with dynamo.dax_bypassed():
+            return count()
+
+    try:
+        return _memoised_count(what, bypassed, max_age=max_age)
+    except StoreUnavailable:
+        return None
+    except PynamoDBException as exc:
+        if dynamo.store_unavailable("Query", exc) is not None:
+            return None
+        raise
+
+
+def open_sessions_count() -> int | None:
+    """Sessions not closed — status active or handed off: a Select=COUNT Query per by_status
+    shard of each (the index is sparse: a closed session leaves it), memoised per process for
+    ``OPEN_COUNT_CACHE_SECONDS``. None when DynamoDB could not answer."""
+
+    def count() -> int:
+        return sum(SessionMeta.by_status.count(keys.status_pk(status, shard))
+                   for status in SessionStatus.INDEXED for shard in range(settings.DYNAMODB_STATUS_SHARDS))
+
+    return _store_count(("open",), count, max_age=OPEN_COUNT_CACHE_SECONDS)
+
+
+# The bot latency tile: the newest turns of the most recently online sessions (presence, Redis),
+# read by exact keys (DAX's item cache serves them), replies of the last BOT_LATENCY_MINUTES.
+BOT_LATENCY_SESSIONS = 20
+BOT_LATENCY_TURNS = 10
+BOT_LATENCY_MINUTES = 15
+BOT_LATENCY_CACHE_SECONDS = 30.0
+_latency_cache: dict[tuple, tuple[float, BotLatency | None]] = {}
+
+
+def _p95(values: list[float]) -> float | None:
+    """The nearest-rank 95th percentile."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, -(-95 * len(ordered) // 100) - 1)]
+
+
+def bot_latency() -> BotLatency | None:
+    """The bot's reply latency p95 (memoised per process for ``BOT_LATENCY_CACHE_SECONDS``):
+    ``latency_ms`` of the assistant turns of the last ``BOT_LATENCY_MINUTES`` among the newest
+    ``BOT_LATENCY_TURNS`` turns of the ``BOT_LATENCY_SESSIONS`` most recently online sessions — a
+    sample of the live conversations, two reads per session at most. None: Redis is down (no
+    online list) or DynamoDB did not answer."""
+    key = (settings.DYNAMODB_TABLE, settings.DYNAMODB_ENDPOINT)
+    now = time.monotonic()
+    with _count_lock:
+        hit = _latency_cache.get(key)
+        if hit and now - hit[0] < BOT_LATENCY_CACHE_SECONDS:
+            return hit[1]
+    with redis_read():
+        online = presence_online(limit=BOT_LATENCY_SESSIONS)
+    if online is None:
+        return None
+    since = utcnow() - timedelta(minutes=BOT_LATENCY_MINUTES)
+    latencies: list[float] = []
+    try:
+        metas = session_get_many(session_ids=online)
+        for meta in metas:
+            if not int(meta.turn_count or 0):
+                continue
+            page = turns_page(session_id=meta.session_id, limit=BOT_LATENCY_TURNS, meta=meta)
+            latencies += [float(t.latency_ms) for t in page.turns
+                          if t.role == "assistant" and t.latency_ms is not None and t.created_at >= since]
+    except StoreUnavailable:
+        return None
+    except PynamoDBException as exc:
+        if dynamo.store_unavailable("BatchGetItem", exc) is not None:
+            return None
+        raise
+    found = BotLatency(p95_ms=_p95(latencies), replies=len(latencies), sessions=len(metas),
+                       minutes=BOT_LATENCY_MINUTES)
+    with _count_lock:
+        _latency_cache[key] = (time.monotonic(), found)
+    return found
+
+
 def summary_backlog() -> tuple[int, bool]:
     """Sessions whose turns have waited ``SUMMARY_IDLE_MINUTES`` or more for a summary (the
     sweep's own threshold), table-wide, and whether the count stopped at its cap (memoised)."""
@@ -398,13 +549,13 @@ def dax_cache_ratios(cluster: DaxClusterView | None) -> DaxRatios | None:
     if cluster is None:
         return None
 
-    def ratio(hits: str, misses: str) -> float | None:
-        h = sum(getattr(n, hits) or 0 for n in cluster.nodes)
-        m = sum(getattr(n, misses) or 0 for n in cluster.nodes)
-        return h / (h + m) if h + m else None
+    def lookups(hits: str, misses: str) -> tuple[int, int]:
+        return (sum(getattr(n, hits) or 0 for n in cluster.nodes), sum(getattr(n, misses) or 0 for n in cluster.nodes))
 
-    return DaxRatios(item_hit_ratio=ratio("item_hits", "item_misses"),
-                     query_hit_ratio=ratio("query_hits", "query_misses"))
+    (ih, im), (qh, qm) = lookups("item_hits", "item_misses"), lookups("query_hits", "query_misses")
+    return DaxRatios(item_hit_ratio=ih / (ih + im) if ih + im else None,
+                     query_hit_ratio=qh / (qh + qm) if qh + qm else None,
+                     item_lookups=ih + im, query_lookups=qh + qm, min_lookups=min_cache_lookups())
 
 
 # --- the overview ---------------------------------------------------------------------------------
@@ -430,6 +581,18 @@ class OperationsPanel:
     appends: list[tuple[str, int]]  # (outcome, count)
     context_loads: list[tuple[str, int]]  # (source, count)
     breaker_open_processes: int
+    http_min_requests: int = 0  # selectors.alerts.min_http_requests(): fewer is "not enough traffic"
+    http_error_threshold: float = 0.05  # ALERT_ERROR_RATE_ABOVE
+
+    @property
+    def http_error_judged(self) -> bool:
+        return self.http_requests >= self.http_min_requests
+
+    @property
+    def http_error_alert(self) -> bool:
+        """Red only where the alert rule would judge: enough requests, above its threshold."""
+        return (self.http_error_judged and self.http_error_rate is not None
+                and self.http_error_rate > self.http_error_threshold)
 
     @property
     def window_minutes(self) -> int | None:
@@ -479,7 +642,20 @@ def operations_panel(*, window_seconds: float = OPERATIONS_WINDOW_SECONDS) -> Op
         appends=_nonzero(w.prefixed("appends:")),
         context_loads=_nonzero(w.prefixed("context:")),
         breaker_open_processes=int(w.value("dax:breaker_open")),
+        http_min_requests=min_http_requests(),
+        http_error_threshold=float(settings.ALERT_ERROR_RATE_ABOVE),
     )
+
+
+def _context_band(cache) -> RatioBand:
+    """The context cache tile over the alert rule's window, with its minimum sample."""
+    if cache is None:
+        return RatioBand(value=None, sample=None, min_sample=min_cache_lookups(),
+                         threshold=float(settings.ALERT_HIT_RATIO_BELOW))
+    hits = sum(m.hits for m in cache)
+    total = hits + sum(m.misses for m in cache)
+    return RatioBand(value=hits / total if total else None, sample=total, min_sample=min_cache_lookups(),
+                     threshold=float(settings.ALERT_HIT_RATIO_BELOW))
 
 
 def overview_metrics() -> Overview:
@@ -487,13 +663,14 @@ def overview_metrics() -> Overview:
     with redis_read():
         online = presence_online_count()
         rate = rate_limit_stats(minutes=15)
-        cache = context_cache_stats(minutes=15)
-        hit_ratio = context_cache_hit_ratio(minutes=15)
+        cache = context_cache_stats(minutes=CONTEXT_CACHE_MINUTES)
     backlog, backlog_capped = summary_backlog()
     cluster = dax_cluster()
     stream = stream_panel()
     fleet = fleet_panel(stream=stream)
-    series: dict[str, Any] = {"labels": [], "turns": [], "denied": [], "cache_ratio": []}
+    context = _context_band(cache)
+    series: dict[str, Any] = {"labels": [], "turns": [], "denied": [], "cache_ratio": [],
+                              "cache_alert_below": round(100 * context.threshold, 1)}
     if rate is not None:
         for minute in reversed(rate):
             series["labels"].append(datetime.fromtimestamp(minute.minute_start, tz=timezone.utc).strftime("%H:%M"))
@@ -513,8 +690,8 @@ def overview_metrics() -> Overview:
         summary_backlog_minutes=settings.SUMMARY_IDLE_MINUTES,
         dax=dax_cache_ratios(cluster),
         dax_cluster=cluster,
-        context_hit_ratio=hit_ratio,
-        context_alert=hit_ratio is not None and hit_ratio < CONTEXT_CACHE_ALERT_BELOW,
+        context_hit_ratio=context.value,
+        context_alert=context.alert,
         operations=operations_panel(),
         alerts=alerts_panel(),
         stream=stream,
@@ -522,4 +699,76 @@ def overview_metrics() -> Overview:
         series=series,
         handoff_waiting=handoff_waiting_count(),
         search=search_index_panel(),
+        open_sessions=open_sessions_count(),
+        bot_latency=bot_latency(),
+        context_cache=context,
+    )
+
+
+# --- usage by model ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ModelUsageRow:
+    model: str  # a MODEL_PRICES model, or "other" (every model without a price)
+    tokens_in: int
+    tokens_out: int
+    bot_turns: int  # bot turns that reported a latency
+    latency_p95_ms: float | None
+    cost: Any  # Decimal; None: no price ("other")
+
+    @property
+    def tokens(self) -> int:
+        return self.tokens_in + self.tokens_out
+
+
+@dataclass(frozen=True)
+class ModelUsagePanel:
+    """Tokens, bot latency p95 and cost by model over the window, from the per-model Prometheus
+    metrics (``mangaassist_model_tokens_total``, ``mangaassist_model_latency_seconds``) of every
+    process — the same readings and window as the operations panel."""
+
+    window_seconds: float | None  # None: since the processes started (no stored reading yet)
+    mode: str
+    rows: list[ModelUsageRow]  # most tokens first
+    max_tokens: int  # the largest row's tokens (the bars' scale)
+    max_p95_ms: float
+    total_cost: Any  # Decimal of the priced rows; None: no priced model used tokens
+    unpriced_tokens: int  # tokens of models without a price ("other")
+
+    @property
+    def window_minutes(self) -> int | None:
+        return None if self.window_seconds is None else round(self.window_seconds / 60)
+
+
+def model_usage_panel(*, window_seconds: float = OPERATIONS_WINDOW_SECONDS) -> ModelUsagePanel:
+    """The overview's by-model readings over the last ``window_seconds`` (see ``operations_panel``)."""
+    from ..usage import OTHER_LABEL, price_for
+
+    now = current_reading()
+    older = sample_before(window_seconds)
+    w = window(now, older)
+    tokens_in, tokens_out = w.prefixed("model_tokens:in:"), w.prefixed("model_tokens:out:")
+    latency = {k[len("model_latency:"):]: row for k, row in w.buckets.items() if k.startswith("model_latency:")}
+    rows = []
+    total_cost, unpriced = None, 0
+    for model in set(tokens_in) | set(tokens_out) | set(latency):
+        t_in, t_out = int(tokens_in.get(model, 0)), int(tokens_out.get(model, 0))
+        row = latency.get(model)
+        turns = int(row[-1]) if row else 0
+        if not (t_in or t_out or turns):
+            continue  # nothing in this window
+        price = None if model == OTHER_LABEL else price_for(model)
+        cost = price.cost(t_in, t_out) if price is not None else None
+        if cost is not None:
+            total_cost = cost if total_cost is None else total_cost + cost
+        else:
+            unpriced += t_in + t_out
+        rows.append(ModelUsageRow(model=model, tokens_in=t_in, tokens_out=t_out, bot_turns=turns,
+                                  latency_p95_ms=_ms_or_none(quantile_seconds(row, 0.95)), cost=cost))
+    rows.sort(key=lambda r: (-r.tokens, r.model))
+    return ModelUsagePanel(
+        window_seconds=(now.at - older.at) if older is not None else None, mode=now.mode, rows=rows,
+        max_tokens=max((r.tokens for r in rows), default=0),
+        max_p95_ms=max((r.latency_p95_ms or 0.0 for r in rows), default=0.0),
+        total_cost=total_cost, unpriced_tokens=unpriced,
     )

@@ -24,6 +24,10 @@ class SummaryStates:
     FAILED = "failed"  # the last run gave up (error below); the sweep will ask again
 
 
+SUMMARY_STATES = (SummaryStates.NONE, SummaryStates.PENDING, SummaryStates.FRESH, SummaryStates.STALE,
+                  SummaryStates.FAILED)
+
+
 @dataclass(frozen=True)
 class SummaryState:
     state: str
@@ -42,31 +46,48 @@ class SummaryState:
         return f"turns 1–{self.through_seq} of {self.turn_count}"
 
 
+def stored_summary_state(*, turn_count: int, summary_through: int, summary_state: str | None) -> str:
+    """The state a session is indexed under (by_summary_state): :func:`summary_state` without the
+    clock. Coverage decides fresh; else a failed or pending mark; else stale once anything was
+    summarised, none before. Pure: the writers compute the key from what they write."""
+    count, through = int(turn_count or 0), int(summary_through or 0)
+    if count > 0 and through >= count:
+        return SummaryStates.FRESH
+    if summary_state in (SummaryStates.FAILED, SummaryStates.PENDING):
+        return summary_state
+    return SummaryStates.STALE if through > 0 else SummaryStates.NONE
+
+
+def meta_stored_summary_state(meta: SessionMeta) -> str:
+    return stored_summary_state(turn_count=meta.turn_count, summary_through=meta.summary_through,
+                                summary_state=meta.summary_state)
+
+
+def summary_state_key(*, session_id: str, state: str) -> str:
+    """META's by_summary_state partition key while the session is in ``state``."""
+    return keys.session_summary_state_pk(session_id, state, settings.SUMMARY_STATE_SHARDS)
+
+
+# The states whose sessions may be indexed under "pending": a request older than
+# SUMMARY_PENDING_MINUTES shows as one of these until the sweep asks again.
+PENDING_EXPIRES_TO = (SummaryStates.STALE, SummaryStates.NONE)
+
+
 def summary_state(*, meta: SessionMeta, now: datetime | None = None) -> SummaryState:
     """Derive the console's summary state from META (no I/O).
 
     Coverage decides between fresh and stale; the stored ``summary_state`` only says whether a
     request is in flight (pending) or the last run failed — a pending request older than
-    ``SUMMARY_PENDING_MINUTES`` (lost message, dead queue) is shown for what it is: stale.
+    ``SUMMARY_PENDING_MINUTES`` (lost message, dead queue) is shown for what it is: stale (none
+    if the session has no turns).
     """
     now = now or utcnow()
     through = int(meta.summary_through or 0)
     count = int(meta.turn_count or 0)
-    stored = meta.summary_state
-    covered = count > 0 and through >= count
-    if covered:
-        state = SummaryStates.FRESH
-    elif stored == SummaryStates.FAILED:
-        state = SummaryStates.FAILED
-    elif stored == SummaryStates.PENDING and meta.summary_requested_at and \
-            now - meta.summary_requested_at < timedelta(minutes=settings.SUMMARY_PENDING_MINUTES):
-        state = SummaryStates.PENDING
-    elif through > 0:
-        state = SummaryStates.STALE
-    elif stored == SummaryStates.PENDING:
-        state = SummaryStates.STALE if count else SummaryStates.NONE
-    else:
-        state = SummaryStates.NONE
+    state = meta_stored_summary_state(meta)
+    if state == SummaryStates.PENDING and not (
+            meta.summary_requested_at and now - meta.summary_requested_at < timedelta(minutes=settings.SUMMARY_PENDING_MINUTES)):
+        state = SummaryStates.STALE if through > 0 or count > 0 else SummaryStates.NONE
     return SummaryState(
         state=state, through_seq=through, turn_count=count, task_id=meta.summary_task_id,
         retries=int(meta.summary_retries or 0), error=meta.summary_error, requested_at=meta.summary_requested_at,

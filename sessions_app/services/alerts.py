@@ -47,7 +47,15 @@ from ..exceptions import StoreUnavailable
 from ..models import AlertEvent, AlertState, MetricSample
 from ..observability import metrics
 from ..realtime import context_cache_stats
-from ..selectors.alerts import DAX, READING, alert_webhook_missing, reading_of, sample_pair
+from ..selectors.alerts import (
+    DAX,
+    READING,
+    alert_webhook_missing,
+    min_cache_lookups,
+    min_http_requests,
+    reading_of,
+    sample_pair,
+)
 from ..selectors.dax_cache import DaxHitRatios, DaxStatsUnavailable, dax_hit_ratios, dax_node_counters, dax_source
 from ..selectors.metrics import current_reading, window
 from ..selectors.stream import stream_status
@@ -225,19 +233,19 @@ RULES: tuple[Rule, ...] = (
     Rule(name="dax_item_hit_ratio_low", title="DAX item cache hit ratio",
          source=f"ItemCacheHits / (ItemCacheHits + ItemCacheMisses): {_LOCAL_OR_CLOUDWATCH}",
          comparison="below", unit="ratio", window_seconds=15 * 60, threshold=lambda: settings.ALERT_HIT_RATIO_BELOW,
-         min_sample=lambda: settings.ALERT_MIN_REQUESTS, check=_check_dax("item")),
+         min_sample=min_cache_lookups, check=_check_dax("item")),
     Rule(name="dax_query_hit_ratio_low", title="DAX query cache hit ratio",
          source=f"QueryCacheHits / (QueryCacheHits + QueryCacheMisses): {_LOCAL_OR_CLOUDWATCH}",
          comparison="below", unit="ratio", window_seconds=15 * 60, threshold=lambda: settings.ALERT_HIT_RATIO_BELOW,
-         min_sample=lambda: settings.ALERT_MIN_REQUESTS, check=_check_dax("query")),
+         min_sample=min_cache_lookups, check=_check_dax("query")),
     Rule(name="context_hit_ratio_low", title="Redis context cache hit ratio",
          source="the Redis per-minute context cache hit/miss counters (fleet-wide), context_cache_stats",
          comparison="below", unit="ratio", window_seconds=15 * 60, threshold=lambda: settings.ALERT_HIT_RATIO_BELOW,
-         min_sample=lambda: settings.ALERT_MIN_REQUESTS, check=_check_context),
+         min_sample=min_cache_lookups, check=_check_context),
     Rule(name="http_error_rate_high", title="HTTP 5xx error rate",
          source="mangaassist_http_request_duration_seconds_count, 5xx / all, between stored samples",
          comparison="above", unit="ratio", window_seconds=5 * 60, threshold=lambda: settings.ALERT_ERROR_RATE_ABOVE,
-         min_sample=lambda: settings.ALERT_MIN_HTTP_REQUESTS, check=_check_error_rate),
+         min_sample=min_http_requests, check=_check_error_rate),
     Rule(name="redis_degraded", title="Calls that went on without Redis",
          source="mangaassist_redis_degraded_events_total (every call site), between stored samples",
          comparison="above", unit="count", window_seconds=5 * 60, threshold=lambda: 0.0,

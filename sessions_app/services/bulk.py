@@ -16,6 +16,7 @@ import uuid
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import datetime, timedelta
 from typing import Callable, Iterable
 
@@ -23,8 +24,11 @@ from django.conf import settings
 
 from .. import dynamo, keys
 from ..exceptions import StoreUnavailable
-from ..models import ChatItem, ClientMessageMarker, SessionMeta, SessionStatus, Turn
-from .sessions import _session_key_fields
+from ..clock import utcnow
+from ..models import ChatItem, ClientMessageMarker, SessionMeta, SessionStatus, Summary, Turn
+from ..usage import usage_dump, usage_from_turns
+from ..selectors.summaries import SummaryStates, meta_stored_summary_state, summary_state_key
+from .sessions import _session_key_fields, customer_directory_record
 
 # https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchWriteItem.html
 BATCH_WRITE_MAX_ITEMS = 25
@@ -40,13 +44,21 @@ class SessionSpec:
     customer_id: str
     channel: str
     started_at: datetime
-    turns: list[tuple[str, str]]  # (role, text), oldest first
+    # (role, text) or (role, text, trace), oldest first; trace: the bot's model, latency_ms,
+    # tokens_in, tokens_out, as an append records them.
+    turns: list[tuple]
     locale: str = "en"
     status: str = SessionStatus.ACTIVE
     tags: list[str] = field(default_factory=list)
     session_id: str | None = None
     seconds_between_turns: int = 30
     handoff_reason: str = "the customer asked for a person"  # for status handed_off: waits in the queue
+    # An imported summary of turns 1..summary_through (0: none), and the request mark on top of
+    # it: None, "pending" (asked for at the load) or "failed" (with summary_error).
+    summary_through: int = 0
+    summary_text: str = ""
+    summary_mark: str | None = None
+    summary_error: str = "imported as failed"
 
 
 def _items_for(spec: SessionSpec) -> tuple[list[ChatItem], SessionMeta]:
@@ -55,30 +67,51 @@ def _items_for(spec: SessionSpec) -> tuple[list[ChatItem], SessionMeta]:
     expires = spec.started_at + timedelta(days=settings.SESSION_TTL_DAYS)
     items: list[ChatItem] = []
     moment = spec.started_at
-    for seq, (role, text) in enumerate(spec.turns, start=1):
+    turns: list[Turn] = []
+    for seq, (role, text, *trace) in enumerate(spec.turns, start=1):
         moment = spec.started_at + timedelta(seconds=spec.seconds_between_turns * seq)
         client_msg_id = f"import-{seq}"
-        items.append(Turn(pk, keys.turn_sk(seq), seq=seq, role=role, text=text, created_at=moment,
-                          client_msg_id=client_msg_id, expires_at=expires))
+        turns.append(Turn(pk, keys.turn_sk(seq), seq=seq, role=role, text=text, created_at=moment,
+                          client_msg_id=client_msg_id, expires_at=expires, **(trace[0] if trace else {})))
+        items.append(turns[-1])
         items.append(ClientMessageMarker(pk, keys.client_msg_sk(client_msg_id), seq=seq, expires_at=expires))
     closed = spec.status == SessionStatus.CLOSED
     meta = SessionMeta(
         pk, keys.META_SK, session_id=session_id, customer_id=spec.customer_id, channel=spec.channel,
         locale=spec.locale, status=spec.status, tags=list(spec.tags), started_at=spec.started_at,
         last_message_at=moment if spec.turns else None, closed_at=moment if closed else None,
-        turn_count=len(spec.turns), summary_through=0, expires_at=expires,
+        turn_count=len(spec.turns), summary_through=spec.summary_through, expires_at=expires,
         **_session_key_fields(session_id=session_id, customer_id=spec.customer_id, channel=spec.channel,
                                started_at=spec.started_at, status=spec.status),
     )
+    if turns:
+        meta.usage = usage_dump(usage_from_turns(turns))  # as the appends would have kept it
     if spec.status == SessionStatus.HANDED_OFF:
         # Handed off and unowned, as after the bot's request: in the "needs a human" queue.
         meta.handoff_reason, meta.handoff_at = spec.handoff_reason, moment
         meta.gsi6pk = keys.waiting_pk(keys.shard_of(session_id, settings.DYNAMODB_STATUS_SHARDS))
         meta.gsi6sk = keys.started_sk(moment, session_id)
-    if spec.turns:
-        # Unsummarised since its first turn: the summary sweep will find it (as after live appends).
+    if not 0 <= spec.summary_through <= len(spec.turns):
+        raise ValueError("a summary covers at most the session's turns")
+    if spec.summary_through:
+        summarised_at = spec.started_at + timedelta(seconds=spec.seconds_between_turns * spec.summary_through)
+        items.append(Summary(pk, keys.summary_sk(spec.summary_through), through_seq=spec.summary_through,
+                             text=spec.summary_text or f"Summary of turns 1–{spec.summary_through}.",
+                             generator="import", created_at=summarised_at, expires_at=expires))
+        meta.summary_state = SummaryStates.FRESH
+    uncovered = len(spec.turns) > spec.summary_through
+    if uncovered and spec.summary_mark in (SummaryStates.PENDING, SummaryStates.FAILED):
+        meta.summary_state = spec.summary_mark
+        meta.summary_requested_at = utcnow()
+        meta.summary_task_id, meta.summary_retries = f"import-{session_id}", 0
+        if spec.summary_mark == SummaryStates.FAILED:
+            meta.summary_error, meta.summary_retries = spec.summary_error, settings.SUMMARY_MAX_RETRIES
+    meta.gsi8pk = summary_state_key(session_id=session_id, state=meta_stored_summary_state(meta))
+    if uncovered:
+        # Unsummarised since its first uncovered turn: the summary sweep will find it (as after
+        # live appends).
         meta.summary_due_pk = keys.summary_due_pk(session_id, settings.SUMMARY_DUE_SHARDS)
-        meta.summary_due_sk = keys.ts_str(spec.started_at + timedelta(seconds=spec.seconds_between_turns))
+        meta.summary_due_sk = keys.ts_str(spec.started_at + timedelta(seconds=spec.seconds_between_turns * (spec.summary_through + 1)))
     return items, meta
 
 
@@ -103,6 +136,12 @@ def _batch_write(items: list[ChatItem]) -> None:
                     f"BatchWriteItem left {len(unprocessed)} items unprocessed {stalled} times in a row")
             puts = [request["PutRequest"]["Item"] for request in unprocessed]
             time.sleep(random.uniform(0, min(_BACKOFF_CAP_SECONDS, _BACKOFF_BASE_SECONDS * 2 ** stalled)))
+
+
+def _directory_write(customer_id: str, started_at: datetime) -> None:
+    """The customer's directory entry (a pool thread: straight to DynamoDB, like the batches)."""
+    with dynamo.dax_bypassed():
+        customer_directory_record(customer_id=customer_id, started_at=started_at)
 
 
 @dataclass(eq=False)  # identity, not value: sessions are kept in sets
@@ -134,11 +173,20 @@ class _Loader:
         self.filling = _Batch()
         self.in_flight: dict[Future, _Batch] = {}
         self.ready: deque[_Session] = deque()  # METAs free to send
+        # Per customer, the latest start whose directory entry (customer_directory_record) this
+        # load has asked for: a later session of the customer asks again (its TTL is later),
+        # an earlier one does not — at most a few conditional UpdateItems per customer.
+        self.customers: dict[str, datetime] = {}
         self.sessions = self.turns = 0
 
     def add(self, spec: SessionSpec) -> None:
         items, meta = _items_for(spec)
         session = _Session(meta, len(spec.turns))
+        known = self.customers.get(spec.customer_id)
+        if known is None or spec.started_at > known:
+            # Like a live start, the directory before META: this session's META waits for it.
+            self.customers[spec.customer_id] = spec.started_at
+            self._submit(partial(_directory_write, spec.customer_id, spec.started_at), owner=session)
         for item in items:
             self._put(item, owner=session)
         session.packed = True
@@ -176,6 +224,15 @@ class _Loader:
             batch.metas.append(meta_of)
         if len(batch.items) == BATCH_WRITE_MAX_ITEMS:
             self._send()
+
+    def _submit(self, work: Callable[[], None], *, owner: _Session) -> None:
+        """Run ``work`` in the pool as a batch of its own that ``owner``'s META waits for."""
+        batch = _Batch(owners={owner})
+        owner.unwritten_batches += 1
+        self._reap(block=False)
+        while len(self.in_flight) >= self.max_in_flight:
+            self._reap(block=True)
+        self.in_flight[self.pool.submit(work)] = batch
 
     def _send(self) -> None:
         batch, self.filling = self.filling, _Batch()

@@ -21,9 +21,11 @@ Which read decides (a decision, not an accident):
 
 from __future__ import annotations
 
-from ..exceptions import SessionClosed, SessionNotFound
+from dataclasses import dataclass
+
+from ..exceptions import RedisUnavailable, SessionClosed, SessionNotFound
 from ..models import SessionMeta, SessionStatus
-from ..realtime import connection_delete, connection_put, presence_heartbeat
+from ..realtime import connection_delete, connection_put, connections_for_session, presence_get, presence_heartbeat
 from ..selectors.sessions import session_get
 
 
@@ -43,12 +45,50 @@ def _session_open(*, session_id: str, cached: bool) -> SessionMeta:
     return meta
 
 
-def presence_record(*, session_id: str, connection_id: str | None = None) -> bool:
-    """Record a heartbeat of an open session (see ``realtime.presence_heartbeat``). Returns False
-    when Redis is unavailable. Raises ``SessionNotFound`` (unknown or deleted), ``SessionClosed``,
-    ``StoreUnavailable``."""
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    recorded: bool  # False: Redis is unavailable, presence is unknown
+    connection_id: str | None  # the session's connection, as recorded with this heartbeat
+
+
+def heartbeat_record(*, session_id: str, connection_id: str | None = None) -> Heartbeat:
+    """Record a heartbeat of an open session (see ``realtime.presence_heartbeat``) and say which
+    WebSocket connection it is on. Raises ``SessionNotFound`` (unknown or deleted),
+    ``SessionClosed``, ``StoreUnavailable``; Redis down: ``recorded`` False, no connection.
+
+    A heartbeat that names no connection is on the session's connection all the same: the one
+    ``PUT /connections`` bound to it (``_session_connection``). It is recorded with the heartbeat,
+    so the console's presence shows it too, and the reply never says null while one is mapped.
+    Looking it up costs one to three Redis round trips more than a heartbeat that names its
+    connection (one round trip in all), so a runtime that knows it should send it."""
     _session_open(session_id=session_id, cached=True)
-    return presence_heartbeat(session_id=session_id, connection_id=connection_id)
+    if connection_id is None:
+        connection_id = _session_connection(session_id=session_id)
+    recorded = presence_heartbeat(session_id=session_id, connection_id=connection_id)
+    return Heartbeat(recorded=recorded, connection_id=connection_id if recorded else None)
+
+
+def presence_record(*, session_id: str, connection_id: str | None = None) -> bool:
+    """``heartbeat_record`` for callers that only need to know whether it was recorded."""
+    return heartbeat_record(session_id=session_id, connection_id=connection_id).recorded
+
+
+def _session_connection(*, session_id: str) -> str | None:
+    """The connection a heartbeat without one is on. The mapping (``PUT /connections``) decides;
+    of several live bindings (a reconnect whose old connection has not disconnected yet), the one
+    heartbeats recorded last, else the first by id — a stable choice. With no binding, the
+    connection earlier heartbeats named (a runtime that never binds). Redis down: None (the
+    heartbeat that follows finds it down too and answers "unknown")."""
+    try:
+        mapped = connections_for_session(session_id=session_id)
+    except RedisUnavailable:
+        return None
+    if len(mapped) == 1:
+        return mapped[0]
+    recorded = presence_get(session_id=session_id).connection_id
+    if not mapped:
+        return recorded
+    return recorded if recorded in mapped else mapped[0]
 
 
 def connection_bind(*, connection_id: str, session_id: str) -> None:

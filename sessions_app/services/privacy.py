@@ -23,7 +23,9 @@ from django.contrib.auth.models import AbstractBaseUser
 from ..clock import utcnow
 from ..exceptions import InvalidInput, RedisUnavailable, SessionNotFound
 from ..ids import validate_id
+from .. import keys
 from ..models import ChatItem
+from ..models.table import CustomerEntry
 from ..realtime.privacy import realtime_forget_customer, realtime_forget_session
 from ..search import search_engine
 from ..selectors.privacy import customer_session_ids, item_kinds, session_items
@@ -77,6 +79,7 @@ class CustomerDeleteReceipt(_Receipt):
     customer_id: str
     session_ids: list[str]  # the sessions erased, in the order they were found
     remaining_session_ids: list[str]  # sessions still holding items after the last round
+    directory_entry_deleted: bool = False  # the customer directory's entry (CustomerEntry) was there and is gone
 
 
 @dataclass
@@ -125,6 +128,18 @@ def _erase_session(*, session_id: str) -> _Erasure:
     except RedisUnavailable as exc:
         erasure.redis_error = exc.message
     return erasure
+
+
+def _erase_directory_entry(*, customer_id: str) -> bool:
+    """Delete the customer's directory entry (``CustomerEntry``), if there is one; whether there
+    was. After the sessions: a session of this customer started later writes a new one."""
+    try:
+        entry = CustomerEntry.get(keys.customer_item_pk(customer_id), keys.CUSTOMER_ITEM_SK, consistent_read=True)
+    except CustomerEntry.DoesNotExist:
+        return False
+    with ChatItem.batch_write() as batch:
+        batch.delete(entry)
+    return True
 
 
 def privacy_delete_execute(*, actor: AbstractBaseUser, session_id: str, confirm: str) -> DeleteReceipt:
@@ -183,6 +198,8 @@ def privacy_customer_delete(*, actor: AbstractBaseUser, customer_id: str, confir
                 search_deleted += erasure.search_deleted
                 if erasure.search_error:
                     search_errors.append(erasure.search_error)
+        # The customer directory's entry (the console's customer lookup) goes with the sessions.
+        directory_deleted = _erase_directory_entry(customer_id=customer_id)
         listed = [sid for sid in customer_session_ids(customer_id=customer_id) if sid not in unverified]
         remaining = unverified + [sid for sid in listed if session_items(session_id=sid)]
         try:
@@ -191,6 +208,7 @@ def privacy_customer_delete(*, actor: AbstractBaseUser, customer_id: str, confir
             redis_errors.append(exc.message)
         receipt = CustomerDeleteReceipt(
             customer_id=customer_id, session_ids=erased, remaining_session_ids=remaining,
+            directory_entry_deleted=directory_deleted,
             items_deleted=dict(deleted), redis_keys_deleted=None if redis_errors else redis_deleted,
             redis_error=redis_errors[0] if redis_errors else None, verified_empty=not remaining,
             completed_at=utcnow(), search_docs_deleted=None if search_errors else search_deleted,

@@ -11,8 +11,11 @@ from pynamodb.exceptions import PutError, UpdateError
 from .. import dynamo, keys
 from ..exceptions import InvalidInput, SessionIdTaken, WrongRegion
 from ..models import CHANNELS, LOCALES, SessionMeta, SessionStatus, app_write_mark
+from ..models.table import CustomerEntry
 from ..realtime import context_cache_invalidate, presence_clear
+from ..selectors.idle import session_last_activity
 from ..selectors.sessions import session_get
+from ..selectors.summaries import SummaryStates, summary_state_key
 from ..clock import utcnow
 from ..ids import validate_id
 from ..observability.logs import bind
@@ -40,15 +43,51 @@ def _session_key_fields(*, session_id: str, customer_id: str, channel: str, star
         "gsi1sk": started,
         "gsi2pk": keys.day_pk(started_at.date(), keys.shard_of(session_id, settings.DYNAMODB_DAY_SHARDS)),
         "gsi2sk": started,
+        # by_session_prefix: written with META and never changed (selectors.lookup).
+        "gsi9pk": keys.session_lookup_pk(session_id),
+        "gsi9sk": keys.session_lookup_sk(session_id),
         "gsi5pk": keys.channel_day_pk(channel, started_at.date(), keys.shard_of(session_id, settings.DYNAMODB_CHANNEL_SHARDS)),
         "gsi5sk": started,
         "gsi3pk": None,
         "gsi3sk": None,
+        # A new session (or an imported one) has no summary yet; the summary writers move it on.
+        "gsi8pk": summary_state_key(session_id=session_id, state=SummaryStates.NONE),
+        "gsi8sk": started,
     }
     if status in SessionStatus.INDEXED:
         fields["gsi3pk"] = keys.status_pk(status, keys.shard_of(session_id, settings.DYNAMODB_STATUS_SHARDS))
         fields["gsi3sk"] = started
     return fields
+
+
+def customer_directory_record(*, customer_id: str, started_at: datetime) -> bool:
+    """Put the customer in the customer directory (``CustomerEntry``, found by a case-insensitive
+    prefix through ``by_customer_prefix``), or move its expiry forward to cover a session started
+    at ``started_at``. Returns whether anything was written.
+
+    One UpdateItem, conditional on the entry being new or expiring before this session does: the
+    entry's ``ttl`` is the maximum of its sessions' (an older session, e.g. an import, never
+    shortens it), so it lives as long as the customer's newest session. The index keys and the
+    projected ``customer_id`` are the same on every write, so only a customer's first session
+    writes the index; each later start costs the base item's write (1 WCU, also when the
+    condition refuses it)."""
+    expires = started_at + timedelta(days=settings.SESSION_TTL_DAYS)
+    entry = CustomerEntry(keys.customer_item_pk(customer_id), keys.CUSTOMER_ITEM_SK)
+    try:
+        entry.update(
+            actions=[CustomerEntry.type.set(CustomerEntry), CustomerEntry.customer_id.set(customer_id),
+                     CustomerEntry.gsi10pk.set(keys.customer_lookup_pk(customer_id)),
+                     CustomerEntry.gsi10sk.set(keys.customer_lookup_sk(customer_id)),
+                     CustomerEntry.newest_started_at.set(started_at), CustomerEntry.expires_at.set(expires),
+                     app_write_mark()],
+            condition=CustomerEntry.pk.does_not_exist() | CustomerEntry.expires_at.does_not_exist()
+            | (CustomerEntry.expires_at < expires),
+        )
+    except UpdateError as exc:
+        if not dynamo.is_condition_failed(exc):
+            raise
+        return False  # already known, with an expiry at least as late
+    return True
 
 
 def session_start(
@@ -79,6 +118,9 @@ def session_start(
     bind(session_id=session_id, customer_id=customer_id)
     started_at = started_at or utcnow()
 
+    # The directory first: a session whose META exists always has its customer in the directory
+    # (a start that fails after this leaves an entry that expires like a session would).
+    customer_directory_record(customer_id=customer_id, started_at=started_at)
     meta = SessionMeta(
         keys.session_pk(session_id),
         keys.META_SK,
@@ -123,11 +165,41 @@ def session_close(*, session_id: str, final_summary: bool = True) -> tuple[Sessi
     delete closes a session it is about to erase, and a summary of it would be work for nothing
     — or, written between two delete rounds, one more item to find."""
     meta, changed = _session_set_status(session_id=session_id, status=SessionStatus.CLOSED)
-    context_cache_invalidate(session_id=session_id)
-    presence_clear(session_id=session_id)
-    if final_summary and changed and int(meta.turn_count or 0) > int(meta.summary_through or 0):
-        summary_request(session_id=session_id, reason="close")
+    _session_closed(meta, changed=changed, summary_reason="close" if final_summary else None)
     return meta, changed
+
+
+def session_close_if_idle(*, meta: SessionMeta, idle_before: datetime) -> bool:
+    """Close the session (the idle sweep) if it is still what ``meta`` — read strongly consistent
+    by the caller — says: open, owned by nobody, and last active before ``idle_before``
+    (``session_last_activity``). Returns whether it closed; False also when anything moved since
+    the read. One UpdateItem conditional on the status, the turn count and ``last_message_at``
+    that ``meta`` holds, and on no owner: a turn (or a take-over, a hand-off request) committed
+    between the read and this write wins, and the session stays open — never closed under a
+    customer who just wrote. After the close: the same clean-up and final summary as any close."""
+    if meta.status == SessionStatus.CLOSED or meta.owner or not meta.writable_here \
+            or session_last_activity(meta) >= idle_before:
+        return False
+    unchanged = (SessionMeta.status == meta.status) & (SessionMeta.turn_count == int(meta.turn_count or 0))
+    unchanged &= SessionMeta.owner.does_not_exist()
+    unchanged &= (SessionMeta.last_message_at == meta.last_message_at if meta.last_message_at
+                  else SessionMeta.last_message_at.does_not_exist())
+    try:
+        meta.update(actions=_status_actions(meta, SessionStatus.CLOSED), condition=unchanged)
+    except UpdateError as exc:
+        if not dynamo.is_condition_failed(exc):
+            raise
+        return False
+    _session_closed(meta, changed=True, summary_reason="idle_close")
+    return True
+
+
+def _session_closed(meta: SessionMeta, *, changed: bool, summary_reason: str | None) -> None:
+    """What every close does after its write (see ``session_close``); no summary without a reason."""
+    context_cache_invalidate(session_id=meta.session_id)
+    presence_clear(session_id=meta.session_id)
+    if summary_reason and changed and int(meta.turn_count or 0) > int(meta.summary_through or 0):
+        summary_request(session_id=meta.session_id, reason=summary_reason)
 
 
 def _session_set_status(*, session_id: str, status: str) -> tuple[SessionMeta, bool]:
@@ -137,8 +209,21 @@ def _session_set_status(*, session_id: str, status: str) -> tuple[SessionMeta, b
         return meta, False
     if meta.status == SessionStatus.CLOSED:
         raise InvalidInput("a closed session cannot change status", field="status")
+    try:
+        # Guarded by the status we read, so two concurrent transitions cannot both apply.
+        meta.update(actions=_status_actions(meta, status), condition=SessionMeta.status == meta.status)
+    except UpdateError as exc:
+        if not dynamo.is_condition_failed(exc):
+            raise
+        return _session_set_status(session_id=session_id, status=status)
+    return meta, True
+
+
+def _status_actions(meta: SessionMeta, status: str) -> list:
+    """The META update that moves an open session to ``status`` (its by_status keys; a close also
+    takes it out of the hand-off indexes)."""
     actions = [SessionMeta.status.set(status), app_write_mark()]
-    fields = _session_key_fields(session_id=session_id, customer_id=meta.customer_id, channel=meta.channel,
+    fields = _session_key_fields(session_id=meta.session_id, customer_id=meta.customer_id, channel=meta.channel,
                                  started_at=meta.started_at, status=status)
     if fields["gsi3pk"] is None:
         actions += [SessionMeta.gsi3pk.remove(), SessionMeta.gsi3sk.remove(), SessionMeta.closed_at.set(utcnow()),
@@ -147,11 +232,4 @@ def _session_set_status(*, session_id: str, status: str) -> tuple[SessionMeta, b
                     SessionMeta.gsi7sk.remove(), SessionMeta.owner.remove()]
     else:
         actions += [SessionMeta.gsi3pk.set(fields["gsi3pk"]), SessionMeta.gsi3sk.set(fields["gsi3sk"])]
-    try:
-        # Guarded by the status we read, so two concurrent transitions cannot both apply.
-        meta.update(actions=actions, condition=SessionMeta.status == meta.status)
-    except UpdateError as exc:
-        if not dynamo.is_condition_failed(exc):
-            raise
-        return _session_set_status(session_id=session_id, status=status)
-    return meta, True
+    return actions

@@ -33,7 +33,13 @@ from ..models import SessionMeta, Summary, Turn, app_write_mark
 from ..observability import metrics
 from ..realtime import context_cache_invalidate, summary_lock_acquire, summary_lock_release
 from ..selectors.sessions import session_get
-from ..selectors.summaries import SummaryStates, meta_is_due, summary_due_candidates
+from ..selectors.summaries import (
+    SummaryStates,
+    meta_is_due,
+    stored_summary_state,
+    summary_due_candidates,
+    summary_state_key,
+)
 from ..summarizers import Summarizer, SummarizerUnavailable, Transcript, TranscriptTurn, summarizer_get
 from ..clock import utcnow
 from ..ids import validate_id
@@ -105,6 +111,9 @@ def summary_write(*, session_id: str, through_seq: int, text: str, generator: st
                 actions=[
                     SessionMeta.summary_through.set(through_seq),
                     SessionMeta.summary_state.set(SummaryStates.FRESH),
+                    # Stale until _due_clear finds it covers the last turn (evaluated on the item
+                    # then, so an append that landed in between keeps it stale).
+                    SessionMeta.gsi8pk.set(summary_state_key(session_id=session_id, state=SummaryStates.STALE)),
                     SessionMeta.summary_error.remove(),
                     SessionMeta.summary_task_id.set(task_id) if task_id else SessionMeta.summary_task_id.remove(),
                     app_write_mark(),
@@ -134,13 +143,16 @@ def summary_write(*, session_id: str, through_seq: int, text: str, generator: st
 
 
 def _due_clear(session_id: str) -> bool:
-    """Take the session out of the summary_due index if its summary covers its last turn.
-    The condition is evaluated on the item, so an append that lands in between keeps it due."""
+    """Take the session out of the summary_due index, and list it as fresh, if its summary covers
+    its last turn. The condition is evaluated on the item, so an append that lands in between
+    keeps it due (and stale). Also mends a session left out of "fresh" by an interrupted run."""
+    fresh = summary_state_key(session_id=session_id, state=SummaryStates.FRESH)
     try:
         SessionMeta(keys.session_pk(session_id), keys.META_SK).update(
-            actions=[SessionMeta.summary_due_pk.remove(), SessionMeta.summary_due_sk.remove(), app_write_mark()],
+            actions=[SessionMeta.summary_due_pk.remove(), SessionMeta.summary_due_sk.remove(),
+                     SessionMeta.gsi8pk.set(fresh), app_write_mark()],
             condition=SessionMeta.pk.exists() & (SessionMeta.turn_count <= SessionMeta.summary_through)
-            & SessionMeta.summary_due_pk.exists(),
+            & (SessionMeta.summary_due_pk.exists() | (SessionMeta.gsi8pk != fresh)),
         )
     except UpdateError as exc:
         if dynamo.is_condition_failed(exc):
@@ -298,6 +310,7 @@ def _pending_mark(*, session_id: str, task_id: str) -> bool:
         session_id=session_id, what="mark the summary pending",
         actions=[
             SessionMeta.summary_state.set(SummaryStates.PENDING),
+            SessionMeta.gsi8pk.set(summary_state_key(session_id=session_id, state=SummaryStates.PENDING)),
             SessionMeta.summary_task_id.set(task_id),
             SessionMeta.summary_requested_at.set(utcnow()),
             SessionMeta.summary_retries.set(0),
@@ -308,17 +321,29 @@ def _pending_mark(*, session_id: str, task_id: str) -> bool:
 
 
 def _pending_unmark(*, session_id: str, task_id: str, error: str) -> bool:
-    """The task was never queued: nothing is pending. Says why on META, for the console."""
+    """The task was never queued: nothing is pending. Says why on META, for the console.
+
+    The state it falls back to depends on what was summarised, so META is read first and the
+    update is guarded by that coverage (a failed publish is rare; one GetItem is cheap)."""
+    try:
+        meta = session_get(session_id=session_id, consistent=True)
+    except Exception as exc:  # SessionNotFound, StoreUnavailable: nothing to take back, or not now
+        log.warning("could not take back the pending mark for %s: %s", session_id, exc)
+        return False
+    through = int(meta.summary_through or 0)
+    state = stored_summary_state(turn_count=meta.turn_count, summary_through=through, summary_state=None)
     return _meta_update_best_effort(
         session_id=session_id, what="take back the pending mark",
         actions=[
             SessionMeta.summary_state.remove(),
+            SessionMeta.gsi8pk.set(summary_state_key(session_id=session_id, state=state)),
             SessionMeta.summary_task_id.remove(),
             SessionMeta.summary_requested_at.remove(),
             SessionMeta.summary_retries.remove(),
             SessionMeta.summary_error.set(f"not queued: {error}"[:MAX_ERROR_CHARS]),
         ],
-        condition=SessionMeta.pk.exists() & (SessionMeta.summary_task_id == task_id),
+        condition=SessionMeta.pk.exists() & (SessionMeta.summary_task_id == task_id)
+        & (SessionMeta.summary_through == through),
     )
 
 
@@ -330,7 +355,8 @@ def summary_mark_attempt(*, session_id: str, task_id: str, retries: int, error: 
         SessionMeta.summary_error.set(error[:MAX_ERROR_CHARS]),
     ]
     if failed:
-        actions.append(SessionMeta.summary_state.set(SummaryStates.FAILED))
+        actions += [SessionMeta.summary_state.set(SummaryStates.FAILED),
+                    SessionMeta.gsi8pk.set(summary_state_key(session_id=session_id, state=SummaryStates.FAILED))]
     _meta_update_best_effort(
         session_id=session_id, what="record a summary attempt", actions=actions,
         # Monotonic retries: on_retry of attempt n can run after attempt n+1 started (the

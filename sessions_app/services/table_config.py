@@ -799,11 +799,29 @@ def _send(client, call: PlannedCall, sleep: Callable[[float], None]) -> dict:
         try:
             return method(**call.params)
         except ClientError as exc:
+            if call.operation == "CreateTable" and _created_as_asked(client, call.params, exc):
+                return {}
             # A new table takes a moment before it takes PITR ("backups are being enabled").
             if dynamo.error_code(exc) != _PITR_NOT_YET or attempt == 11:
                 raise
             sleep(5)
     raise AssertionError("unreachable")
+
+
+def _created_as_asked(client, params: dict, exc: ClientError) -> bool:
+    """Whether a CreateTable refused because the table exists was in fact ours: botocore resends
+    a request whose answer timed out (a busy DynamoDB Local takes seconds to create a table with
+    many indexes), and the resend then finds the table the first one created. It was ours if the
+    table has exactly the keys and indexes we asked for."""
+    if dynamo.error_code(exc) != "ResourceInUseException":
+        return False
+    try:
+        table = client.describe_table(TableName=params["TableName"])["Table"]
+    except ClientError:
+        return False
+    indexes = lambda described: sorted(i["IndexName"] for i in described)  # noqa: E731
+    return (table.get("KeySchema") == params.get("KeySchema")
+            and indexes(table.get("GlobalSecondaryIndexes", [])) == indexes(params.get("GlobalSecondaryIndexes", [])))
 
 
 def _refused(call: PlannedCall, exc: ClientError) -> str:

@@ -19,11 +19,14 @@ from ..realtime import RateDecision, context_cache_hint_raise, context_cache_tur
 from ..exceptions import BotPaused, ClientMsgIdConflict, ConflictRetryExhausted, InvalidInput, NotOwner, SessionClosed
 from ..models import ClientMessageMarker, SessionMeta, SessionStatus, Turn, app_write_mark
 from ..selectors.sessions import session_get
+from ..selectors.summaries import SummaryStates, summary_state_key
 from ..clock import utcnow
 from ..ids import validate_id
 from ..observability.logs import bind
 from .sessions import session_home_check
 from .summaries import summary_request
+from ..usage import turn_usage_record
+from .usage import usage_actions
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,22 @@ def _stored_turn_for(session_id: str, client_msg_id: str, *, role: str, text: st
             "use a new client_msg_id for a new message", field="client_msg_id", seq=int(stored.seq),
         )
     return stored
+
+
+def _summary_state_move(meta: SessionMeta, *, session_id: str, expected: int) -> tuple[list, object]:
+    """What an append does to META's by_summary_state key (read META had ``expected`` turns).
+
+    Only coverage depends on the turn count, and a summary covers at most the turns that exist:
+    so an append changes the state only when the latest summary covered every turn (fresh →
+    stale, and then it need not fear a concurrent summary: none can cover more). Otherwise the
+    key stays — provided no summary covers the last turn by the time this commits, which is the
+    condition returned (a summary that did wins the race; the re-read then sees it fresh)."""
+    through = int(meta.summary_through or 0)
+    if expected > 0 and through >= expected:
+        return [SessionMeta.gsi8pk.set(summary_state_key(session_id=session_id, state=SummaryStates.STALE))], None
+    if expected == 0:
+        return [], None
+    return [], SessionMeta.summary_through.does_not_exist() | (SessionMeta.summary_through < expected)
 
 
 def turn_write(
@@ -180,6 +199,9 @@ def turn_write(
             **({"author": author, "delivery_state": "pending", "delivery_attempts": 0} if role == STAFF_ROLE else {}),
         )
         condition = (SessionMeta.turn_count == expected) & (SessionMeta.status != SessionStatus.CLOSED)
+        summary_key_actions, summary_condition = _summary_state_move(meta, session_id=session_id, expected=expected)
+        if summary_condition is not None:
+            condition &= summary_condition
         owner_actions = []
         if role == BOT_ROLE:
             condition &= SessionMeta.owner.does_not_exist()
@@ -203,6 +225,8 @@ def turn_write(
                         SessionMeta.summary_due_sk.set(SessionMeta.summary_due_sk | keys.ts_str(now)),
                         app_write_mark(),
                         *owner_actions,
+                        *usage_actions(meta, turn),
+                        *summary_key_actions,
                     ],
                     condition=condition,
                 )
@@ -273,6 +297,8 @@ def turn_append(
         result = turn_write(session_id=session_id, meta=meta, as_owner=as_owner, **fields)
     if result.created:
         context_cache_turn_written(session_id=session_id, seq=int(result.turn.seq))
+        turn_usage_record(role=result.turn.role, model=result.turn.model, latency_ms=result.turn.latency_ms,
+                          tokens_in=result.turn.tokens_in, tokens_out=result.turn.tokens_out)
         # After the write returned (DynamoDB has it); summary_request never raises.
         if int(result.turn.seq) % settings.SUMMARY_EVERY_N_TURNS == 0:
             summary_request(session_id=session_id, reason="every_n_turns")

@@ -11,6 +11,7 @@ from sessions_app import keys, services
 from sessions_app.clock import utcnow
 from sessions_app.models import SessionMeta
 from sessions_app.realtime import presence_heartbeat
+from sessions_app.selectors.summaries import summary_state_key
 from tests.api.conftest import error_of
 from tests.builders import at, make_session
 
@@ -48,7 +49,9 @@ def test_filters_combine(api):
 def test_summary_state_is_the_consoles_a_lost_pending_request_is_stale(api, settings):
     lost = make_session(started_at=at("2026-11-20"), turns=2)
     SessionMeta.get(lost.pk, lost.sk).update(actions=[
+        # What summary_request's pending mark writes (state and its by_summary_state key), an hour ago.
         SessionMeta.summary_state.set("pending"),
+        SessionMeta.gsi8pk.set(summary_state_key(session_id=lost.session_id, state="pending")),
         SessionMeta.summary_requested_at.set(utcnow() - timedelta(minutes=settings.SUMMARY_PENDING_MINUTES + 1)),
     ])
     make_session(started_at=at("2026-11-20", 1))

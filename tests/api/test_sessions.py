@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from sessions_app.clock import utcnow
 from sessions_app.realtime import presence_get, presence_online, realtime_keys_for_session
 from sessions_app.selectors import session_get
+from sessions_app.services.idle_close import sessions_idle_close
+from tests.builders import make_session
 
 from .conftest import error_of, privacy_delete, start_session
 
@@ -128,6 +133,76 @@ def test_heartbeat_for_a_closed_session_is_409_and_it_stays_offline(api):
     response = api.post(f"/sessions/{session_id}/heartbeat", {"connection_id": "conn-1"})
     assert response.status_code == 409 and error_of(response)["code"] == "session_closed"
     assert error_of(response)["field"] == "session_id"
+    assert presence_get(session_id=session_id).state == "offline"
+
+
+def test_heartbeat_without_a_connection_id_reports_the_mapped_connection(api):
+    session_id = start_session(api)
+    assert api.put("/connections/ws-7", {"session_id": session_id}).status_code == 200
+    response = api.post(f"/sessions/{session_id}/heartbeat")
+    assert response.status_code == 200
+    assert response.json() == {"session_id": session_id, "state": "online", "connection_id": "ws-7"}
+    # Recorded with the heartbeat: the console's presence names it too.
+    assert presence_get(session_id=session_id).connection_id == "ws-7"
+    # Unbound ($disconnect), a heartbeat naming none answers what presence records: the reply and
+    # the console never disagree.
+    assert api.delete("/connections/ws-7").status_code == 204
+    beat = api.post(f"/sessions/{session_id}/heartbeat", {}).json()
+    assert beat["connection_id"] == presence_get(session_id=session_id).connection_id
+
+
+def test_heartbeat_reports_the_connection_it_names_over_the_mapped_one(api):
+    session_id = start_session(api)
+    api.put("/connections/ws-old", {"session_id": session_id})
+    response = api.post(f"/sessions/{session_id}/heartbeat", {"connection_id": "ws-new"})
+    assert response.json()["connection_id"] == "ws-new"
+    assert presence_get(session_id=session_id).connection_id == "ws-new"
+
+
+def test_heartbeat_of_a_session_with_two_bindings_keeps_the_one_heartbeats_named(api):
+    """A reconnect binds a new connection before the old one's $disconnect: of the two, the one
+    the runtime's heartbeats named stays the session's connection."""
+    session_id = start_session(api)
+    api.put("/connections/ws-a", {"session_id": session_id})
+    api.put("/connections/ws-b", {"session_id": session_id})
+    assert api.post(f"/sessions/{session_id}/heartbeat", {"connection_id": "ws-b"}).json()["connection_id"] == "ws-b"
+    for _ in range(2):
+        assert api.post(f"/sessions/{session_id}/heartbeat").json()["connection_id"] == "ws-b"
+
+
+def test_heartbeat_of_a_session_without_any_connection_reports_null(api):
+    session_id = start_session(api)
+    other = start_session(api)
+    api.put("/connections/ws-other", {"session_id": other})
+    assert api.post(f"/sessions/{session_id}/heartbeat").json() == {
+        "session_id": session_id, "state": "online", "connection_id": None}
+
+
+def test_a_closed_session_with_a_bound_connection_refuses_heartbeats_and_is_not_online(api):
+    session_id = start_session(api)
+    api.put("/connections/ws-1", {"session_id": session_id})
+    assert api.post(f"/sessions/{session_id}/heartbeat").json()["state"] == "online"
+    assert presence_online() == [session_id]
+    assert api.post(f"/sessions/{session_id}/close").json()["status"] == "closed"
+    # The close itself cleared presence: offline at once, not after PRESENCE_TTL_SECONDS.
+    assert presence_get(session_id=session_id).state == "offline" and presence_online() == []
+    response = api.post(f"/sessions/{session_id}/heartbeat")
+    assert response.status_code == 409 and error_of(response)["code"] == "session_closed"
+    assert presence_get(session_id=session_id).state == "offline" and presence_online() == []
+    listed = api.get("/sessions", online="true").json()["sessions"]
+    assert [s["session_id"] for s in listed] == []
+
+
+def test_a_session_the_idle_sweep_closed_answers_409_to_appends_and_heartbeats(api, settings):
+    settings.SESSION_IDLE_CLOSE_MINUTES = 60
+    session_id = make_session(started_at=utcnow() - timedelta(hours=2)).session_id  # no turn since
+    assert api.post(f"/sessions/{session_id}/heartbeat", {"connection_id": "ws-1"}).json()["state"] == "online"
+    assert sessions_idle_close().closed == [session_id]
+    assert api.get(f"/sessions/{session_id}").json()["status"] == "closed"
+    append = api.post(f"/sessions/{session_id}/turns", {"role": "user", "text": "back!", "client_msg_id": "m-1"})
+    assert append.status_code == 409 and error_of(append)["code"] == "session_closed"
+    heartbeat = api.post(f"/sessions/{session_id}/heartbeat", {"connection_id": "ws-1"})
+    assert heartbeat.status_code == 409 and error_of(heartbeat)["code"] == "session_closed"
     assert presence_get(session_id=session_id).state == "offline"
 
 

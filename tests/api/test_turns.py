@@ -104,12 +104,13 @@ def test_append_while_another_writer_holds_the_lock_is_409(api, settings, redis_
     assert api.post(f"/sessions/{session_id}/turns", {"role": "user", "text": "x", "client_msg_id": "m-1"}).status_code == 201
 
 
-def test_oversize_text_is_rejected_naming_text_and_nothing_is_written(api, settings):
+def test_oversize_text_is_413_naming_text_and_nothing_is_written(api, settings):
     settings.TURN_TEXT_MAX_BYTES = 64
     session_id = start_session(api)
     response = api.post(f"/sessions/{session_id}/turns", {"role": "user", "text": "あ" * 22, "client_msg_id": "m-1"})  # 66 bytes
-    assert response.status_code == 400
+    assert response.status_code == 413
     error = error_of(response)
+    assert error["code"] == "payload_too_large"
     assert error["field"] == "text" and "64" in error["message"]
     assert error["details"] == {"limit": 64}
     assert stored_turns(session_id) == []
@@ -119,9 +120,27 @@ def test_oversize_text_is_rejected_naming_text_and_nothing_is_written(api, setti
 def test_default_text_limit_is_16_kib(api):
     session_id = start_session(api)
     over = api.post(f"/sessions/{session_id}/turns", {"role": "user", "text": "a" * (16 * 1024 + 1), "client_msg_id": "m-1"})
-    assert over.status_code == 400 and error_of(over)["field"] == "text"
+    assert over.status_code == 413 and error_of(over)["field"] == "text"
     at = api.post(f"/sessions/{session_id}/turns", {"role": "user", "text": "a" * (16 * 1024), "client_msg_id": "m-1"})
     assert at.status_code == 201
+
+
+def test_a_17_kb_turn_answers_413_as_the_schema_declares(api):
+    session_id = start_session(api)
+    turn = {"role": "user", "text": "a" * (17 * 1024), "client_msg_id": "m-17k"}
+    response = api.post(f"/sessions/{session_id}/turns", turn)
+    assert response.status_code == 413
+    assert response.json() == {"error": {
+        "code": "payload_too_large", "field": "text", "details": {"limit": 16 * 1024},
+        "message": f"text is {17 * 1024} bytes; the limit is {16 * 1024} bytes (UTF-8)",
+    }}
+    # The status is one the append operation declares, with the one error body.
+    declared = api.client.get("/api/v1/openapi.json").json()["paths"]["/api/v1/sessions/{session_id}/turns"]["post"]
+    assert "413" in declared["responses"]
+    assert stored_turns(session_id) == []
+    # Refused before the rate limit and the lock: the same message, shorter, is the first turn.
+    retry = api.post(f"/sessions/{session_id}/turns", {"role": "user", "text": "a" * 100, "client_msg_id": "m-17k"})
+    assert retry.status_code == 201 and retry.json()["seq"] == 1
 
 
 def test_invalid_turn_bodies_name_the_field(api):

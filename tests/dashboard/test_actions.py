@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 import pytest
 from django.urls import reverse
@@ -31,9 +32,12 @@ def _body(response) -> bytes:
     return b"".join(response.streaming_content)
 
 
+CONFIRMED = {"confirm": "close"}  # what the close confirmation (dialog, or confirm page) posts
+
+
 def test_close_closes_and_audits(console, supervisor_client):
     meta = make_session(turns=2, customer_id="cust-c")
-    response = supervisor_client.post(reverse("dashboard:session_close", args=[meta.session_id]), follow=True)
+    response = supervisor_client.post(reverse("dashboard:session_close", args=[meta.session_id]), CONFIRMED, follow=True)
     assert "Session closed." in response.content.decode()
     assert SessionMeta.get(meta.pk, meta.sk, consistent_read=True).status == "closed"
     row = AuditLog.objects.get(action="session_close")
@@ -42,7 +46,7 @@ def test_close_closes_and_audits(console, supervisor_client):
 
 
 def test_close_of_missing_session_is_404_and_audited_as_error(console, supervisor_client):
-    response = supervisor_client.post(reverse("dashboard:session_close", args=["nope"]))
+    response = supervisor_client.post(reverse("dashboard:session_close", args=["nope"]), CONFIRMED)
     assert response.status_code == 404
     assert AuditLog.objects.get(action="session_close").outcome == "error"
 
@@ -144,7 +148,7 @@ def test_close_drops_the_cached_context_and_presence(console, supervisor_client)
     context_load(session_id=meta.session_id)  # the bot's context, cached with META "active"
     presence_heartbeat(session_id=meta.session_id, connection_id="conn-1")
     assert context_cache_get(session_id=meta.session_id, variant="t20").payload is not None
-    supervisor_client.post(reverse("dashboard:session_close", args=[meta.session_id]))
+    supervisor_client.post(reverse("dashboard:session_close", args=[meta.session_id]), CONFIRMED)
     assert context_cache_get(session_id=meta.session_id, variant="t20").payload is None
     assert presence_get(session_id=meta.session_id).state == "offline"
     assert json.loads(context_load(session_id=meta.session_id).payload)["session"]["status"] == "closed"
@@ -226,3 +230,133 @@ def test_every_console_csv_export_defuses_every_text_cell(console, supervisor_cl
     assert response.status_code == 200 and response["Content-Type"] == "text/csv; charset=utf-8"
     assert len(csv_rows_defused(_body(response), session_id=meta.session_id)) == len(HOSTILE)
     assert AuditLog.objects.get(action="export_csv").detail["scope"] == entry
+
+
+# --- the close confirmation, regenerate when fresh, the page after an action -----------------------
+
+CLOSE_CONSEQUENCES = ("Closing ends the conversation: the bot&#x27;s next append gets 409 session_closed, "
+                      "heartbeats are refused, and a summary is requested.")
+
+
+def _dialog(body: str) -> str:
+    return re.search(r'<dialog id="close-confirm"[^>]*>.*?</dialog>', body, re.S).group(0)
+
+
+def test_close_asks_for_confirmation_and_says_what_follows(console, supervisor_client):
+    meta = make_session(turns=2)
+    url = reverse("dashboard:session_detail", args=[meta.session_id])
+    body = supervisor_client.get(url).content.decode()
+    # The button opens the dialog (timeline.js); without JavaScript its link is the confirm page.
+    assert f'<a class="button" href="{url}?confirm=close#close-confirm" id="close-button" data-opens-dialog="close-confirm"' in body
+    dialog = _dialog(body)
+    assert " open" not in dialog.split(">", 1)[0] and CLOSE_CONSEQUENCES in dialog
+    assert '<input type="hidden" name="confirm" value="close">' in dialog
+    assert 'formmethod="dialog"' in dialog  # Cancel closes the dialog, posts nothing
+    confirm_page = supervisor_client.get(url, {"confirm": "close"}).content.decode()
+    assert _dialog(confirm_page).startswith('<dialog id="close-confirm" class="confirm-dialog" aria-labelledby="close-confirm-title" aria-describedby="close-consequences" open>')
+    assert SessionMeta.get(meta.pk, meta.sk, consistent_read=True).status == "active"  # asking closes nothing
+
+
+@pytest.mark.parametrize("data", [{}, {"confirm": ""}, {"confirm": "yes"}])
+def test_close_without_the_confirmation_closes_nothing_and_shows_the_confirmation(console, supervisor_client, data):
+    meta = make_session(turns=2)
+    response = supervisor_client.post(reverse("dashboard:session_close", args=[meta.session_id]), data)
+    assert response.status_code == 400
+    body = response.content.decode()
+    dialog = _dialog(body)
+    assert " open>" in dialog.split("\n", 1)[0] and CLOSE_CONSEQUENCES in dialog
+    assert "The session was not closed: confirm below that it should be." in dialog
+    assert 'id="timeline"' in body and "status-active" in body  # the whole page, not an error page
+    assert SessionMeta.get(meta.pk, meta.sk, consistent_read=True).status == "active"
+    assert AuditLog.objects.filter(action="session_close").count() == 0
+    # Links on this page (answered at …/close/) still lead to the session's page, not to …/close/.
+    assert f'data-page-url="{reverse("dashboard:session_detail", args=[meta.session_id])}"' in body
+
+
+def test_after_a_summary_and_a_close_the_page_shows_the_new_state_at_once(through_dax, supervisor_client, settings):
+    """What staff just did shows on the next load, even while DAX's item cache still holds an
+    older META (a writer that bypassed DAX: DAX keeps its copy until its TTL)."""
+    from sessions_app import dynamo
+    from sessions_app.selectors.sessions import session_get
+    from sessions_app.services.summaries import summary_write
+
+    meta = make_session(turns=12)
+    url = reverse("dashboard:session_detail", args=[meta.session_id])
+    assert 'data-summary-state="none"' in supervisor_client.get(url).content.decode()
+    assert int(session_get(session_id=meta.session_id).summary_through or 0) == 0  # DAX holds META now
+    settings.DAX_WRITE_THROUGH = False
+    dynamo.reset_connections()
+    summary_write(session_id=meta.session_id, through_seq=12, text="Asked about volume 12.", generator="test",
+                  expires_at=meta.expires_at)
+    assert int(session_get(session_id=meta.session_id).summary_through or 0) == 0  # DAX: still the old META
+    body = supervisor_client.get(url).content.decode()
+    assert 'data-summary-state="fresh"' in body and "covers turns 1–12 of 12" in body
+    assert "Asked about volume 12." in body
+    response = supervisor_client.post(reverse("dashboard:session_close", args=[meta.session_id]), CONFIRMED)
+    assert response.status_code == 302
+    assert session_get(session_id=meta.session_id).status == "active"  # DAX: still the old META
+    body = supervisor_client.get(response["Location"]).content.decode()
+    assert "Session closed." in body and "status-closed" in body and "status-active" not in body
+    assert "Close session" not in body and "The session is closed." in body  # the hand-off panel agrees
+
+
+def test_regenerate_on_a_fresh_summary_says_there_is_nothing_to_regenerate(console, supervisor_client):
+    from sessions_app.services.summaries import summary_write
+
+    meta = make_session(turns=4)
+    summary_write(session_id=meta.session_id, through_seq=4, text="All four turns.", generator="test",
+                  expires_at=meta.expires_at)
+    url = reverse("dashboard:session_summarize", args=[meta.session_id])
+    panel = supervisor_client.post(url, HTTP_HX_REQUEST="true").content.decode()
+    assert "The summary already covers turns 1–4; nothing to regenerate." in panel
+    assert 'data-summary-state="fresh"' in panel and 'hx-trigger="every 2s"' not in panel
+    fresh = SessionMeta.get(meta.pk, meta.sk, consistent_read=True)
+    assert fresh.summary_task_id is None and fresh.summary_state != "pending"  # nothing was queued
+    row = AuditLog.objects.get(action="summary_request")
+    assert row.outcome == "up_to_date" and row.detail == {"through_seq": 4, "turn_count": 4}
+    # Without htmx: the same words on the page it returns to.
+    page = supervisor_client.post(url, follow=True).content.decode()
+    assert "The summary already covers turns 1–4; nothing to regenerate." in page
+    # One more turn: there is something to regenerate again.
+    services.turn_write(session_id=meta.session_id, role="user", text="and one more", client_msg_id="m-5")
+    panel = supervisor_client.post(url, HTTP_HX_REQUEST="true").content.decode()
+    assert "nothing to regenerate" not in panel
+    assert AuditLog.objects.filter(action="summary_request").exclude(outcome="up_to_date").count() == 1
+
+
+def test_regenerate_without_turns_says_there_is_nothing_to_summarise(console, supervisor_client):
+    meta = make_session()
+    panel = supervisor_client.post(reverse("dashboard:session_summarize", args=[meta.session_id]),
+                                   HTTP_HX_REQUEST="true").content.decode()
+    assert "There are no turns to summarise yet." in panel
+    assert AuditLog.objects.get(action="summary_request").outcome == "up_to_date"
+
+
+def test_a_wrong_delete_confirmation_redisplays_the_form_with_the_error(console, supervisor_client):
+    meta = make_session(turns=2)
+    response = supervisor_client.post(reverse("dashboard:session_delete", args=[meta.session_id]), {"confirm": "wrong"})
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert "Privacy delete: dry run" in body and "Turn: 2" in body  # the dry run again
+    form = re.search(r'<form method="post" class="danger-zone" id="delete-confirm-form">.*?</form>', body, re.S).group(0)
+    assert 'value="wrong"' in form and 'aria-invalid="true"' in form
+    error = re.search(r'<p class="error" id="confirm-error" role="alert">([^<]+)</p>', form).group(1)
+    assert "session id" in error
+    # Nothing typed: the same page, the same kind of answer.
+    empty = supervisor_client.post(reverse("dashboard:session_delete", args=[meta.session_id]), {"confirm": ""})
+    assert empty.status_code == 400 and 'id="confirm-error"' in empty.content.decode()
+    assert len(list(ChatItem.query(keys.session_pk(meta.session_id), consistent_read=True))) == 5
+    # The right one, from that page, deletes.
+    done = supervisor_client.post(reverse("dashboard:session_delete", args=[meta.session_id]), {"confirm": meta.session_id})
+    assert done.status_code == 200 and 'data-complete="yes"' in done.content.decode()
+
+
+def test_a_wrong_customer_delete_confirmation_redisplays_the_form_with_the_error(console, supervisor_client):
+    mine, _ = _customer_with_traces("cust-dsr2")
+    response = supervisor_client.post(reverse("dashboard:customer_delete", args=["cust-dsr2"]), {"confirm": "cust-dsr"})
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert "Privacy delete of a customer: dry run" in body and "Sessions (2)" in body
+    assert re.search(r'<p class="error" id="confirm-error" role="alert">[^<]*customer id[^<]*</p>', body)
+    assert 'value="cust-dsr"' in body
+    assert all(len(list(ChatItem.query(keys.session_pk(m.session_id)))) > 0 for m in mine)

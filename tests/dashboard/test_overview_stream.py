@@ -147,8 +147,10 @@ def test_fleet_counts_come_from_the_change_feed_counted_once(console, viewer_cli
     assert _metric(body, "fleet-expired") == "1"
     # Nobody holds a lease in this test: the counts may be behind, and the page says so.
     assert _metric(body, "fleet-caveat") == "no consumer holds a lease now: the counts stop at the last change processed"
-    # The rate limiter's number is labelled as what it is.
-    assert "Appends allowed / minute" in body and "Turns / minute" not in body
+    # The rate limiter's number is labelled as what it is; "Turns / minute" is the change feed's.
+    assert "Appends allowed / minute" in body
+    assert "Turns / minute" in body and "turns written in the last full minute, fleet-wide (change feed)" in body
+    assert _metric(body, "turns-pm") in ("0", "3")  # 3 only if the minute turned since the counts
 
 
 # --- the activity feed -----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from sessions_app.models import SessionMeta
 from sessions_app.realtime import presence_heartbeat, rate_limit_hit
 from sessions_app.selectors.browse import session_browse
 from sessions_app.selectors.filters import SessionFilter
+from sessions_app.selectors.summaries import summary_state_key
 from tests.builders import at, make_session
 
 XSS_SCRIPT = '<script>alert("x")</script>'
@@ -56,7 +57,10 @@ def test_status_filter(console, viewer_client):
 
 def test_summary_state_filter(console, viewer_client):
     failed = make_session(started_at=at("2026-11-20"), turns=2)
-    SessionMeta.get(failed.pk, failed.sk).update(actions=[SessionMeta.summary_state.set("failed")])
+    # As the failed run's record leaves META: the mark and the by_summary_state key.
+    SessionMeta.get(failed.pk, failed.sk).update(actions=[
+        SessionMeta.summary_state.set("failed"),
+        SessionMeta.gsi8pk.set(summary_state_key(session_id=failed.session_id, state="failed"))])
     make_session(started_at=at("2026-11-20", 1), turns=2)
     base = {"day_from": "2026-11-20", "day_to": "2026-11-20"}
     assert _listed_ids(viewer_client.get(reverse("dashboard:session_list"), {**base, "summary": "failed"}).content.decode()) == [failed.session_id]
@@ -97,11 +101,13 @@ def test_tampered_cursor_is_400(console, viewer_client):
     assert response.status_code == 400
 
 
-def test_short_page_says_why_and_offers_next(console):
+def test_short_page_says_why_and_offers_next(console, settings):
+    """Requests nobody answered for too long are indexed as pending but show as stale: the
+    "none" listing reads the pending partitions too, and a page of only those comes back short."""
     for n in range(6):
-        make_session(started_at=at("2026-11-20", n), turns=1)
+        _mark_pending(make_session(started_at=at("2026-11-20", n), turns=1), minutes_ago=settings.SUMMARY_PENDING_MINUTES + 1)
     day = at("2026-11-20").date()
-    page = session_browse(filters=SessionFilter(day_from=day, day_to=day, summary_state="failed"), limit=3, max_calls=1)
+    page = session_browse(filters=SessionFilter(day_from=day, day_to=day, summary_state="none"), limit=3, max_calls=1)
     assert page.rows == [] and page.cursor is not None
     assert page.short_reason.startswith("read budget reached")
 
@@ -174,6 +180,7 @@ def _mark_pending(meta, *, minutes_ago: float) -> None:
     """META as the summary service leaves it after enqueuing a task ``minutes_ago``."""
     SessionMeta.get(meta.pk, meta.sk).update(actions=[
         SessionMeta.summary_state.set("pending"), SessionMeta.summary_task_id.set("task-lost"),
+        SessionMeta.gsi8pk.set(summary_state_key(session_id=meta.session_id, state="pending")),
         SessionMeta.summary_requested_at.set(utcnow() - timedelta(minutes=minutes_ago)),
     ])
 

@@ -194,6 +194,25 @@ def test_a_new_table_gets_deletion_protection_in_create_table(infra, table_name,
         table_delete(table_name=table_name)
 
 
+def test_a_create_table_whose_answer_was_lost_is_not_refused_by_its_own_resend(infra, table_name, settings):
+    """botocore resends a CreateTable whose answer timed out; the resend finds the table the
+    first request made. That table is ours (same keys and indexes): the run goes on. One with
+    other indexes is somebody else's: refused, as before."""
+    settings.DYNAMODB_TABLE = table_name
+    dynamo.reset_connections()
+    try:
+        plan = table_ensure_plan(table_name=table_name)
+        create = plan.calls[0]
+        client = dynamo.connection().client
+        client.create_table(**create.params)  # the first request, whose answer was lost
+        assert tc._send(client, create, lambda seconds: None) == {}
+        other = replace(create, params={**create.params, "GlobalSecondaryIndexes": create.params["GlobalSecondaryIndexes"][:1]})
+        with pytest.raises(ClientError):
+            tc._send(client, other, lambda seconds: None)
+    finally:
+        table_delete(table_name=table_name)
+
+
 @pytest.mark.parametrize("setting, value, operation", [
     ("DYNAMODB_PITR", True, "UpdateContinuousBackups"),
     ("DYNAMODB_TAGS", ["team=support"], "TagResource"),

@@ -14,13 +14,16 @@
 // live-stream.js's; while it is away this page polls every 5 s.
 //
 // A panel holding the focus or text being typed (the hand-off reply form) is not replaced.
-// A refresh keeps the turns the page shows: it asks for the newest turns down to the oldest one
-// shown (?down_to=, see depth()), so older pages loaded — or the turn a search result opened — stay.
+// A refresh keeps the turns the page shows, in its order: it asks for the newest turns down to the
+// oldest one shown (?down_to=, see depth()), so older pages loaded — or the turn a search result
+// opened — stay. A window that does not reach the newest turn ("Go to turn", "First turn": it
+// ends in "Load newer turns") is refreshed as that window (&up_to=): a new turn does not pull the
+// page away from the turns being read; "Load newer turns" brings it.
 (function () {
   "use strict";
   var POLL_MS = 5000;
 
-  var root, eventsUrl, turnsUrl, summaryUrl;
+  var root, eventsUrl, turnsUrl, summaryUrl, pageUrl;
   var stream = null, pollTimer = null, pollTick = 0;
   var pending = { turns: false, status: false, summary: false }, flushTimer = null;
   var wantSeq = 0, staleRetries = 0, gone = false;
@@ -30,17 +33,39 @@
     root.hidden = !text;
   }
 
-  function topSeq() {
-    var first = document.querySelector("#timeline li.turn");
-    return first ? parseInt(first.id.replace("turn-", ""), 10) || 0 : 0;
+  // The seqs shown, lowest and highest (the order may be either).
+  function shown() {
+    var turns = document.querySelectorAll("#timeline li.turn"), low = 0, high = 0;
+    for (var i = 0; i < turns.length; i++) {
+      var seq = parseInt(turns[i].id.replace("turn-", ""), 10) || 0;
+      if (seq > 0 && (!low || seq < low)) low = seq;
+      if (seq > high) high = seq;
+    }
+    return { low: low, high: high };
   }
 
-  // "?down_to=<the oldest seq shown>" for the refreshes, "" with no turn shown.
+  function topSeq() {
+    return shown().high;
+  }
+
+  // A window short of the newest turn (it ends in "Load newer turns").
+  function windowed() {
+    return !!document.getElementById("load-newer");
+  }
+
+  function oldestFirst() {
+    var timeline = document.getElementById("timeline");
+    return !!timeline && timeline.getAttribute("data-order") === "oldest";
+  }
+
+  // "?down_to=<the oldest seq shown>[&up_to=<the newest, in a window>][&order=oldest]" for the
+  // refreshes; without a turn shown only the order.
   function depth() {
-    var turns = document.querySelectorAll("#timeline li.turn");
-    if (!turns.length) return "";
-    var oldest = parseInt(turns[turns.length - 1].id.replace("turn-", ""), 10);
-    return oldest > 0 ? "?down_to=" + oldest : "";
+    var s = shown(), params = [];
+    if (s.low > 0) params.push("down_to=" + s.low);
+    if (s.high > 0 && windowed()) params.push("up_to=" + s.high);
+    if (oldestFirst()) params.push("order=oldest");
+    return params.length ? "?" + params.join("&") : "";
   }
 
   function editing(region) {
@@ -54,7 +79,7 @@
   function refreshTurns() {
     if (!document.getElementById("timeline")) return Promise.resolve();
     return htmx.ajax("GET", turnsUrl + depth(), { target: "#timeline", swap: "innerHTML" }).then(function () {
-      if (wantSeq > topSeq() && staleRetries < 3) {
+      if (!windowed() && wantSeq > topSeq() && staleRetries < 3) {
         setTimeout(function () { want({ turns: true }); }, 1000 * Math.pow(2, staleRetries++));
       } else {
         staleRetries = 0;
@@ -68,7 +93,7 @@
       return region && !editing(region);
     });
     if (!document.getElementById("meta-panel")) return Promise.resolve();
-    return htmx.ajax("GET", window.location.pathname + depth(), {
+    return htmx.ajax("GET", pageUrl + depth(), {
       target: "#meta-panel", select: "#meta-panel", swap: "outerHTML", selectOOB: extra.join(",")
     });
   }
@@ -145,6 +170,8 @@
     eventsUrl = root.dataset.eventsUrl;
     turnsUrl = root.dataset.turnsUrl;
     summaryUrl = root.dataset.summaryUrl;
+    // Not window.location: the page may be the answer of a POST (a refused close, hand-off).
+    pageUrl = root.dataset.pageUrl || window.location.pathname;
     wantSeq = topSeq();
     stream = window.MangaLive.follow(eventsUrl, {
       on: handlers(),
