@@ -126,7 +126,17 @@ def _batch_write(items: list[ChatItem]) -> None:
     stalled = 0
     with dynamo.dax_bypassed():
         while True:
-            data = connection.batch_write_item(put_items=puts) or {}
+            try:
+                data = connection.batch_write_item(put_items=puts) or {}
+            except StoreUnavailable as exc:
+                # Timed out (after botocore's own retries) or throttled: nothing is known to be
+                # written, and puts of the same items are safe to send again — a load is not
+                # latency-bound, so it backs off and resends instead of failing the whole load.
+                stalled += 1
+                if stalled >= _MAX_STALLED_ROUNDS:
+                    raise StoreUnavailable(f"BatchWriteItem failed {stalled} times in a row: {exc}") from exc
+                time.sleep(random.uniform(0, min(_BACKOFF_CAP_SECONDS, _BACKOFF_BASE_SECONDS * 2 ** stalled)))
+                continue
             unprocessed = data.get("UnprocessedItems", {}).get(table)
             if not unprocessed:
                 return

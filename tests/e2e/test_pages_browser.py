@@ -97,13 +97,13 @@ def test_show_read_paths_is_a_remembered_toggle(make_page, site):
     assert toggle.inner_text() == "Hide read paths" and toggle.get_attribute("aria-pressed") == "true"
     # Remembered: the detail page opens with its provenance badges shown.
     page.goto(f"{site}/sessions/{metas[0].session_id}/")
-    badge = page.locator(".read-path .prov").first
+    badge = page.locator(".prov.read-path").first
     badge.wait_for(state="visible")
     shot(page, "session-detail-read-paths")
     page.locator("#read-paths-toggle").click()
     assert not badge.is_visible()
     page.reload()
-    assert not page.locator(".read-path .prov").first.is_visible()
+    assert not page.locator(".prov.read-path").first.is_visible()
 
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1280", "390"])
@@ -112,7 +112,7 @@ def test_provenance_badges_stay_inside_their_cards(make_page, site, viewport):
     page = make_page(group="Viewer", viewport=viewport)
     page.goto(f"{site}/sessions/{meta.session_id}/")
     page.locator("#read-paths-toggle").click()
-    badges = page.locator(".card .read-path .prov")
+    badges = page.locator(".card .prov.read-path")
     assert badges.count() >= 2
     for i in range(badges.count()):
         inside = badges.nth(i).evaluate(

@@ -188,6 +188,24 @@ def test_items_never_processed_raise_instead_of_being_dropped(ddb, monkeypatch, 
     assert not _pool_threads()
 
 
+def test_a_request_that_timed_out_is_sent_again_and_nothing_is_lost(ddb, monkeypatch, no_backoff):
+    """A BatchWriteItem whose answer never came (StoreUnavailable after botocore's retries, as a
+    busy DynamoDB answers late) is backed off and resent: puts of the same items are idempotent."""
+    writes = BatchWrites(monkeypatch, fail=lambda number: StoreUnavailable("DynamoDB BatchWriteItem failed: Read timeout")
+                         if number in (1, 2) else None)
+    specs = specs_of([3] * 20)
+    sessions_bulk_load(specs=specs, threads=2)
+    assert len(writes.sizes) >= 3
+    assert_stored_completely(specs)
+
+
+def test_a_request_that_keeps_timing_out_fails_the_load(ddb, monkeypatch, no_backoff):
+    BatchWrites(monkeypatch, fail=lambda number: StoreUnavailable("DynamoDB BatchWriteItem failed: Read timeout"))
+    with pytest.raises(StoreUnavailable, match="times in a row"):
+        sessions_bulk_load(specs=specs_of([3] * 4), threads=2)
+    assert not _pool_threads()
+
+
 def test_error_in_the_specs_surfaces_and_the_pool_stops(ddb, monkeypatch):
     writes = BatchWrites(monkeypatch)
 
