@@ -6,17 +6,16 @@ panels: the connection shown, the read details behind "show read paths", META re
 from __future__ import annotations
 
 import re
-from contextlib import contextmanager
 from urllib.parse import unquote
 
 import pytest
 from django.urls import reverse
-from pynamodb.signals import pre_dynamodb_send
 
 from sessions_app import services
 from sessions_app.realtime import connection_put, presence_heartbeat
 from sessions_app.selectors import detail
 from tests.builders import make_session
+from tests.fixtures.dynamodb_calls import dynamodb_calls
 
 TURN_LI = re.compile(r'<li class="turn [^"]*" id="turn-(\d+)"')
 
@@ -245,23 +244,9 @@ def test_every_read_detail_on_the_detail_page_is_a_read_path(console, viewer_cli
         assert len(_read_details(part)) == 1 and "read-path" in _read_details(part)[0]
 
 
-@contextmanager
-def _get_items():
-    calls: list[str] = []
-
-    def record(sender, operation_name, table_name, req_uuid):
-        calls.append(operation_name)
-
-    pre_dynamodb_send.connect(record)
-    try:
-        yield calls
-    finally:
-        pre_dynamodb_send.disconnect(record)
-
-
 def test_the_page_reads_meta_once_strongly_consistent(console, viewer_client):
     meta = make_session(turns=3)
-    with _get_items() as calls:
+    with dynamodb_calls() as calls:
         body = _page(viewer_client, meta)
     assert calls.count("GetItem") == 1  # META, for every panel (no summary yet: nothing else to get)
     assert re.search(r'<h2>Session <span class="prov read-path"[^>]*>read from <b>DynamoDB \(ConsistentRead\)</b>', body)

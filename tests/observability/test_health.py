@@ -9,12 +9,12 @@ from contextlib import contextmanager
 
 import pytest
 from django.test import Client
-from pynamodb.signals import pre_dynamodb_send
 
 from devtools import procs
 from sessions_app import dynamo, selectors
 from sessions_app.exceptions import SessionNotFound
 from sessions_app.selectors.readiness import readiness_cache_clear
+from tests.fixtures.dynamodb_calls import dynamodb_calls
 
 
 @pytest.fixture(autouse=True)
@@ -75,22 +75,6 @@ def silent_listener() -> Iterator[int]:
         yield listener.getsockname()[1]
     finally:
         listener.close()  # resets the waiting connections, so the hung check's thread ends
-
-
-@contextmanager
-def dynamodb_calls(table: str | None = None) -> Iterator[list[str]]:
-    """The operations sent to DynamoDB (or DAX) for ``table`` (None: any table), from any thread."""
-    calls: list[str] = []
-
-    def record(sender, operation_name, table_name, req_uuid):
-        if table is None or table_name == table:
-            calls.append(operation_name)
-
-    pre_dynamodb_send.connect(record)
-    try:
-        yield calls
-    finally:
-        pre_dynamodb_send.disconnect(record)
 
 
 def _ready_body(response) -> dict:

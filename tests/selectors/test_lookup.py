@@ -8,13 +8,13 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
-from pynamodb.signals import pre_dynamodb_send
 
 from sessions_app import keys
 from sessions_app.demo import demo_sessions
 from sessions_app.exceptions import InvalidInput
 from sessions_app.models import SessionMeta
 from sessions_app.models.table import CustomerEntry
+from tests.fixtures.dynamodb_calls import dynamodb_calls
 from sessions_app.selectors.lookup import LOOKUP_LIMIT, customer_lookup, lookup, lookup_rows, session_lookup
 from sessions_app.services import session_keys_backfill
 from sessions_app.services.bulk import sessions_bulk_load
@@ -27,14 +27,8 @@ DAY = date(2026, 11, 19)
 @pytest.fixture
 def requests_sent():
     """The DynamoDB operations sent while the test runs, in order."""
-    sent: list[str] = []
-
-    def record(sender, operation_name, table_name, req_uuid):
-        sent.append(operation_name)
-
-    pre_dynamodb_send.connect(record)
-    yield sent
-    pre_dynamodb_send.disconnect(record)
+    with dynamodb_calls() as sent:
+        yield sent
 
 
 def _entry(customer_id: str) -> CustomerEntry:
