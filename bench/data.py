@@ -67,8 +67,14 @@ def load(name: str, specs: Iterable, *, total_sessions: int, total_turns: int, t
 
     from sessions_app.services.bulk import sessions_bulk_load
 
-    # Bulk loads go straight to DynamoDB (the DAX client is not what is measured here).
+    from sessions_app import dynamo
+
+    # Bulk loads go straight to DynamoDB (the DAX client is not what is measured here). A load is
+    # not timed per request: DynamoDB Local writing 25 items into ten indexes may take longer
+    # than the app's 3 s read timeout on a busy machine, so the load waits longer.
     saved, settings.DAX_ENDPOINTS = settings.DAX_ENDPOINTS, []
+    saved_timeout, settings.DYNAMODB_READ_TIMEOUT = settings.DYNAMODB_READ_TIMEOUT, 30.0
+    dynamo.reset_connections()
     try:
         progress = Progress(f"load {name}", total_sessions, "sessions")
         done = sessions_bulk_load(specs=specs, threads=threads,
@@ -77,6 +83,8 @@ def load(name: str, specs: Iterable, *, total_sessions: int, total_turns: int, t
         mark_loaded(name)
     finally:
         settings.DAX_ENDPOINTS = saved
+        settings.DYNAMODB_READ_TIMEOUT = saved_timeout
+        dynamo.reset_connections()
     return done
 
 
