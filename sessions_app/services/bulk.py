@@ -16,7 +16,6 @@ import uuid
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from functools import partial
 from datetime import datetime, timedelta
 from typing import Callable, Iterable
 
@@ -194,9 +193,11 @@ class _Loader:
         session = _Session(meta, len(spec.turns))
         known = self.customers.get(spec.customer_id)
         if known is None or spec.started_at > known:
-            # Like a live start, the directory before META: this session's META waits for it.
+            # Like a live start, the directory before META: written here, in the caller's thread,
+            # before any of the session's items is queued. (Run in the pool as a batch of its own,
+            # a load hung in the wait for it under test: kept simple until that is understood.)
             self.customers[spec.customer_id] = spec.started_at
-            self._submit(partial(_directory_write, spec.customer_id, spec.started_at), owner=session)
+            _directory_write(spec.customer_id, spec.started_at)
         for item in items:
             self._put(item, owner=session)
         session.packed = True
@@ -234,15 +235,6 @@ class _Loader:
             batch.metas.append(meta_of)
         if len(batch.items) == BATCH_WRITE_MAX_ITEMS:
             self._send()
-
-    def _submit(self, work: Callable[[], None], *, owner: _Session) -> None:
-        """Run ``work`` in the pool as a batch of its own that ``owner``'s META waits for."""
-        batch = _Batch(owners={owner})
-        owner.unwritten_batches += 1
-        self._reap(block=False)
-        while len(self.in_flight) >= self.max_in_flight:
-            self._reap(block=True)
-        self.in_flight[self.pool.submit(work)] = batch
 
     def _send(self) -> None:
         batch, self.filling = self.filling, _Batch()
