@@ -148,7 +148,8 @@ def _batch_write(items: list[ChatItem]) -> None:
 
 
 def _directory_write(customer_id: str, started_at: datetime) -> None:
-    """The customer's directory entry (a pool thread: straight to DynamoDB, like the batches)."""
+    """The customer's directory entry, written by the loader's own thread before the session's
+    items are queued: straight to DynamoDB, like the batches."""
     with dynamo.dax_bypassed():
         customer_directory_record(customer_id=customer_id, started_at=started_at)
 
