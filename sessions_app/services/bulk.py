@@ -148,8 +148,7 @@ def _batch_write(items: list[ChatItem]) -> None:
 
 
 def _directory_write(customer_id: str, started_at: datetime) -> None:
-    """The customer's directory entry, written by the loader's own thread before the session's
-    items are queued: straight to DynamoDB, like the batches."""
+    """The customer's directory entry, in a pool thread: straight to DynamoDB, like the batches."""
     with dynamo.dax_bypassed():
         customer_directory_record(customer_id=customer_id, started_at=started_at)
 
@@ -168,6 +167,7 @@ class _Batch:
     keys: set[tuple[str, str]] = field(default_factory=set)
     owners: set[_Session] = field(default_factory=set)  # sessions with turns or markers here
     metas: list[_Session] = field(default_factory=list)  # sessions whose META is here
+    customer: str | None = None  # set on a customer's directory write instead of items
 
 
 class _Loader:
@@ -187,6 +187,9 @@ class _Loader:
         # load has asked for: a later session of the customer asks again (its TTL is later),
         # an earlier one does not — at most a few conditional UpdateItems per customer.
         self.customers: dict[str, datetime] = {}
+        # The customer's latest directory write while it runs: every session of the customer
+        # added meanwhile waits for it, as for a batch holding its turns.
+        self.directory_writing: dict[str, _Batch] = {}
         self.sessions = self.turns = 0
 
     def add(self, spec: SessionSpec) -> None:
@@ -194,11 +197,14 @@ class _Loader:
         session = _Session(meta, len(spec.turns))
         known = self.customers.get(spec.customer_id)
         if known is None or spec.started_at > known:
-            # Like a live start, the directory before META: written here, in the caller's thread,
-            # before any of the session's items is queued. (Run in the pool as a batch of its own,
-            # a load hung in the wait for it under test: kept simple until that is understood.)
             self.customers[spec.customer_id] = spec.started_at
-            _directory_write(spec.customer_id, spec.started_at)
+            self._submit(_Batch(customer=spec.customer_id), _directory_write, spec.customer_id, spec.started_at)
+        # Like a live start, the directory before META: the META waits for the customer's entry
+        # as it waits for its turns. (In the caller's thread, one UpdateItem per new customer
+        # paced the whole load.)
+        if (directory := self.directory_writing.get(spec.customer_id)) is not None:
+            directory.owners.add(session)
+            session.unwritten_batches += 1
         for item in items:
             self._put(item, owner=session)
         session.packed = True
@@ -239,10 +245,15 @@ class _Loader:
 
     def _send(self) -> None:
         batch, self.filling = self.filling, _Batch()
+        self._submit(batch, _batch_write, batch.items)
+
+    def _submit(self, batch: _Batch, write: Callable, *args) -> None:
         self._reap(block=False)
         while len(self.in_flight) >= self.max_in_flight:
             self._reap(block=True)
-        self.in_flight[self.pool.submit(_batch_write, batch.items)] = batch
+        self.in_flight[self.pool.submit(write, *args)] = batch
+        if batch.customer is not None:
+            self.directory_writing[batch.customer] = batch
 
     def _reap(self, *, block: bool) -> None:
         if not self.in_flight:
@@ -252,6 +263,8 @@ class _Loader:
         for future in done:
             batch = self.in_flight.pop(future)
             future.result()  # a worker's exception is raised here, in the caller's thread
+            if batch.customer is not None and self.directory_writing.get(batch.customer) is batch:
+                del self.directory_writing[batch.customer]
             for session in batch.owners:
                 session.unwritten_batches -= 1
                 if session.unwritten_batches == 0 and session.packed:
