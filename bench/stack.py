@@ -100,7 +100,7 @@ class Stack:
             self.reused["dynamodb"] = self.ddb_endpoint
         else:
             port = procs.free_port()
-            say(f"starting DynamoDB Local on port {port}" + (f" (data in {self.ddb_dir})" if self.ddb_dir else " (in memory)"))
+            say(f"starting DynamoDB Local on port {port}" + (f" (data in {self.ddb_dir})" if self.ddb_dir else " (a throw-away database)"))
             self.started.append(("DynamoDB Local", self._start_dynamodb(port)))
             self.ddb_endpoint = f"http://127.0.0.1:{port}"
         if env.get("BENCH_REDIS_URL"):
@@ -151,7 +151,7 @@ class Stack:
         })
 
     def _start_dynamodb(self, port: int) -> subprocess.Popen:
-        # A million turns in memory need more than the tests' 512 MB heap.
+        # A million turns need more than the tests' 512 MB heap.
         return procs.start_dynamodb_local(port, db_path=self.ddb_dir, log=self.work / "dynamodb.log", heap="4g")
 
     def django_setup(self) -> None:

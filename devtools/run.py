@@ -176,6 +176,13 @@ def _port_ready(port: int, name: str, timeout: float):
     return lambda proc: procs.wait_for_port("127.0.0.1", port, timeout=timeout, proc=proc, name=name)
 
 
+def _dynamodb_ready(port: int, db_path: Path):
+    def ready(proc) -> None:
+        procs.wait_for_port("127.0.0.1", port, timeout=60, proc=proc, name="DynamoDB Local")
+        procs.dynamodb_local_index_streams(port, db_path)  # also after a restart: IF NOT EXISTS
+    return ready
+
+
 def run_started(value: str | None) -> float:
     """When this ``make run`` began, in epoch seconds: ``MANGAASSIST_RUN_STARTED``, which the
     Makefile's ``run`` target takes before its bootstrap (minutes on a fresh machine), so "ready
@@ -209,7 +216,7 @@ def main() -> int:
             _say(f"starting DynamoDB Local on port {ddb.port} (data in {_shown(local / 'dynamodb-data')})")
             supervisor.start(Child("DynamoDB Local", partial(
                 procs.spawn_dynamodb_local, ddb.port, db_path=local / "dynamodb-data", log=logs / "dynamodb.log"),
-                _port_ready(ddb.port, "DynamoDB Local", 60)))
+                _dynamodb_ready(ddb.port, local / "dynamodb-data")))
 
         redis_url = urlparse(env["REDIS_URL"])
         if _redis_answers(env["REDIS_URL"]):
