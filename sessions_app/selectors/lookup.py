@@ -101,10 +101,8 @@ def session_lookup(*, query: str) -> Matches:
         pass
     fold = keys.session_lookup_sk(query)
     prefix = len(query) >= SESSION_PREFIX_MIN
-    condition = SessionMeta.gsi9sk.startswith(fold) if prefix else SessionMeta.gsi9sk == fold
-    with dynamo.dax_bypassed():
-        found = [m.session_id for m in SessionMeta.by_session_prefix.query(
-            keys.session_lookup_pk(query), range_key_condition=condition, limit=LOOKUP_LIMIT + 1)]
+    found = _prefix_query(SessionMeta.by_session_prefix, SessionMeta.gsi9sk, partition=keys.session_lookup_pk(query),
+                          fold=fold, prefix=prefix, id_of=lambda meta: meta.session_id)
     if exact is not None and exact not in found:  # started a moment ago, or before the index
         found.insert(0, exact)
     return Matches(ids=found[:LOOKUP_LIMIT], more=len(found) > LOOKUP_LIMIT, exact=exact, prefix=prefix)
@@ -116,10 +114,8 @@ def customer_lookup(*, query: str) -> Matches:
     query = _query(value=query)
     fold = keys.customer_lookup_sk(query)
     prefix = len(query) >= CUSTOMER_PREFIX_MIN
-    condition = CustomerEntry.gsi10sk.startswith(fold) if prefix else CustomerEntry.gsi10sk == fold
-    with dynamo.dax_bypassed():
-        found = [e.customer_id for e in CustomerEntry.by_customer_prefix.query(
-            keys.customer_lookup_pk(query), range_key_condition=condition, limit=LOOKUP_LIMIT + 1)]
+    found = _prefix_query(CustomerEntry.by_customer_prefix, CustomerEntry.gsi10sk, partition=keys.customer_lookup_pk(query),
+                          fold=fold, prefix=prefix, id_of=lambda entry: entry.customer_id)
     # The exact id sorts first (the shortest string with that prefix), so it is never cut off.
     exact = query if query in found else None
     return Matches(ids=found[:LOOKUP_LIMIT], more=len(found) > LOOKUP_LIMIT, exact=exact, prefix=prefix)
@@ -171,3 +167,11 @@ def lookup_rows(*, session_ids: list[str]) -> list[SessionRow]:
     now = utcnow()
     metas = session_get_many(session_ids=session_ids)
     return _rows([Match(meta, summary_state(meta=meta, now=now)) for meta in metas])
+
+
+def _prefix_query(index, sort_key, *, partition: str, fold: str, prefix: bool, id_of) -> list[str]:
+    """One Query of a lookup index: the ids whose folded sort key starts with ``fold`` (equals it,
+    for a query too short to be a prefix); one more than ``LOOKUP_LIMIT`` says there are more."""
+    condition = sort_key.startswith(fold) if prefix else sort_key == fold
+    with dynamo.dax_bypassed():
+        return [id_of(item) for item in index.query(partition, range_key_condition=condition, limit=LOOKUP_LIMIT + 1)]
