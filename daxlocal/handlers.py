@@ -49,7 +49,11 @@ K_SEGMENT, K_TOTAL_SEGMENTS, K_TOKEN = 16, 17, 19
 R_ITEM, R_CC, R_ATTRIBUTES, R_ICM, R_ITEMS, R_COUNT, R_LEK, R_SCANNED = 0, 1, 2, 3, 7, 8, 9, 10
 
 TX_PUT, TX_DELETE, TX_UPDATE, TX_CHECK = 2, 7, 9, 12
-SCHEMA_TTL_SECONDS = 60.0
+# A table's key schema cannot change while it exists (only by deleting and creating it again), so
+# it is kept an hour. Kept for a minute, the refresh stalled a bench: DynamoDB Local answers
+# DescribeTable by counting every index's items with its whole store locked — 23 s on a table of
+# 2.2M items, during which every other request waited (docs/dax-protocol.md §Method ids, defineKeySchema).
+SCHEMA_TTL_SECONDS = 3600.0
 BATCH_RETRIES = 5
 TRANSACT_GET_CHUNK = 25
 
@@ -568,7 +572,7 @@ class Operations:
     # ------------------------------------------------------------------ helpers
 
     def table(self, name: str) -> TableInfo:
-        """The table's key schemas, from DescribeTable, cached for a minute."""
+        """The table's key schemas, from DescribeTable, cached for ``SCHEMA_TTL_SECONDS``."""
         now = self.clock()
         with self._tables_lock:
             info = self._tables.get(name)
